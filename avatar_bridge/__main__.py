@@ -1,0 +1,3 @@
+from avatar_bridge.cli import main
+
+main()

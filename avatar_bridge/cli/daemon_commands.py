@@ -1,0 +1,173 @@
+"""``run``, ``listen``, ``devices`` and ``bench``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from avatar_bridge.arkit import ARKIT_BLENDSHAPES
+from avatar_bridge.bus import BusConfig, BusError, BusSubscriber
+from avatar_bridge.cli.common import BUS_OPTION, CONTROL_OPTION, console, fail, user_errors
+from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
+from avatar_bridge.daemon import Daemon, DaemonConfig
+from avatar_bridge.pipeline import EstimatorError
+from avatar_bridge.sources import SourceError, list_cameras
+from avatar_bridge import wire
+
+SOURCE_HELP = "demo (built-in clip), camera:N, a video file, or a folder of images."
+ESTIMATOR_HELP = "auto (shipped neural model, else geometry), neural, or geometry."
+
+
+def daemon_config(config: Optional[Path], overrides: dict) -> DaemonConfig:
+    return build(DaemonConfig, merge(read_config_file(config), overrides))
+
+
+def run(
+    source: str = typer.Option("demo", "--source", "-s", help=SOURCE_HELP),
+    loop: bool = typer.Option(False, "--loop", help="Restart a video or image folder at its end."),
+    fast: bool = typer.Option(False, "--as-fast-as-possible", help="Do not pace files at their frame rate."),
+    fps: float = typer.Option(30.0, "--fps", help="Frame rate of an image folder."),
+    estimator: str = typer.Option("auto", "--estimator", "-e", help=ESTIMATOR_HELP),
+    model: Optional[Path] = typer.Option(None, "--model", help="An .onnx model to use instead of the shipped one."),
+    bus: str = BUS_OPTION,
+    control: str = CONTROL_OPTION,
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [source], [bus], [pipeline] tables."),
+) -> None:
+    """Track a face and stream its blendshapes, head pose and gaze onto the bus until Ctrl-C."""
+    overrides = {
+        "source": {"spec": source, "loop": loop, "realtime": not fast, "fps": fps},
+        "pipeline": {"estimator": estimator, **({"model_path": str(model)} if model else {})},
+        "bus": {"pub_endpoint": bus, "control_endpoint": control},
+        **({"max_frames": max_frames} if max_frames else {}),
+    }
+    with user_errors(ConfigError, SourceError, BusError, EstimatorError):
+        cfg = daemon_config(config, overrides)
+        daemon = Daemon(cfg)
+    console.print(f"streaming [bold]{cfg.source.spec}[/] on {cfg.bus.pub_endpoint} "
+                  f"(control {cfg.bus.control_endpoint}); Ctrl-C stops. Watch it with `avatar-bridge listen`.")
+    daemon.run_forever()
+    console.print(f"stopped after {daemon.bus.seq} frames")
+
+
+def _table(msg: dict, fps: float, gaps: int, status: dict | None, top: int) -> Table:
+    bs = np.asarray(msg["bs"])
+    table = Table(title=f"seq {msg['seq']}  {'face' if msg['present'] else 'NO FACE'}  "
+                        f"{fps:5.1f} fps  gaps {gaps}", expand=False)
+    table.add_column("shape")
+    table.add_column("value", justify="right")
+    table.add_column("")
+    for i in np.argsort(-bs)[:top]:
+        table.add_row(ARKIT_BLENDSHAPES[i], f"{bs[i]:.2f}", "█" * int(round(bs[i] * 20)))
+    q = msg["head"]["q"]
+    table.caption = (f"head q=({q[0]:+.2f},{q[1]:+.2f},{q[2]:+.2f},{q[3]:+.2f})  "
+                     f"gaze L={msg['gaze']['l'][0]:+.2f},{msg['gaze']['l'][1]:+.2f}")
+    if status:
+        table.caption += f"\nsource {status.get('source')}  daemon {status.get('fps', 0):.1f} fps  " \
+                         f"dropped {status.get('dropped_frames')}"
+    return table
+
+
+def listen(
+    bus: str = BUS_OPTION,
+    count: Optional[int] = typer.Option(None, "--count", "-n", help="Exit after this many face messages."),
+    top: int = typer.Option(8, "--top", help="How many of the strongest shapes to show."),
+    json_lines: bool = typer.Option(False, "--json", help="Print each message as one JSON line instead of a table."),
+    timeout: float = typer.Option(0.0, "--timeout", help="Exit with an error after this many seconds of silence (0: wait forever)."),
+) -> None:
+    """Print live values from the bus: the strongest shapes, head pose, fps and gaps in seq."""
+    import json
+
+    sub = BusSubscriber(bus, topics=(wire.TOPIC_FACE, wire.TOPIC_STATUS))
+    received, gaps, last_seq, last_status = 0, 0, None, None
+    times: list[float] = []
+    last_heard = time.monotonic()
+    try:
+        with Live(console=console, auto_refresh=False, transient=False) if not json_lines else _Null() as live:
+            while count is None or received < count:
+                got = sub.recv(200)
+                if got is None:
+                    if timeout and time.monotonic() - last_heard > timeout:
+                        raise fail(f"nothing heard on {bus} for {timeout:.0f} s — is `avatar-bridge run` running "
+                                   "with the same --bus?")
+                    continue
+                last_heard = time.monotonic()
+                topic, payload = got
+                if topic == wire.TOPIC_STATUS:
+                    last_status = wire.decode_map(payload)
+                    continue
+                try:
+                    msg = wire.decode_face_message(payload)
+                except wire.WireError as exc:
+                    console.print(f"[yellow]skipping a malformed message: {exc}")
+                    continue
+                if last_seq is not None and msg["seq"] > last_seq + 1:
+                    gaps += msg["seq"] - last_seq - 1
+                last_seq = msg["seq"]
+                received += 1
+                times = (times + [time.monotonic()])[-60:]
+                fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+                if json_lines:
+                    print(json.dumps(msg), flush=True)
+                else:
+                    live.update(_table(msg, fps, gaps, last_status, top), refresh=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sub.close()
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def devices() -> None:
+    """List the cameras OpenCV can open (use one with `run --source camera:N`)."""
+    cams = list_cameras()
+    if not cams:
+        console.print("no camera found. Plug one in, or use `avatar-bridge run --source demo` or a video file.")
+        raise typer.Exit(code=1)
+    table = Table("source", "resolution", "fps")
+    for cam in cams:
+        table.add_row(cam["device"], f"{cam['width']}x{cam['height']}", f"{cam['fps']:.0f}")
+    console.print(table)
+
+
+def bench(
+    source: str = typer.Option("demo", "--source", "-s", help=SOURCE_HELP),
+    frames: int = typer.Option(180, "--frames", "-n", help="How many frames to time."),
+    estimator: str = typer.Option("auto", "--estimator", "-e", help=ESTIMATOR_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
+) -> None:
+    """Time every stage on a source: median and p95 ms for decode, tracking, estimator, publish."""
+    from avatar_bridge.benchmark import run_pipeline_bench
+
+    with user_errors(SourceError, BusError, EstimatorError):
+        report = run_pipeline_bench(source, frames, estimator)
+    if json_out:
+        import json
+        print(json.dumps(report))
+        return
+    table = Table("stage", "median ms", "p95 ms", title=f"{report['frames']} frames of {source}, "
+                  f"estimator {report['estimator']}, faces found {report['face_rate']:.0%}")
+    for stage, v in report["stages"].items():
+        table.add_row(stage, f"{v['median_ms']:.2f}", f"{v['p95_ms']:.2f}")
+    console.print(table)
+    console.print(f"end-to-end: {report['fps']:.1f} frames/s (one thread, decode to publish)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(listen)
+    app.command()(devices)
+    app.command()(bench)

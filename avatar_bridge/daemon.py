@@ -1,0 +1,207 @@
+"""The daemon: capture thread -> latest-frame slot -> pipeline -> bus, plus status and control.
+
+Capture and processing are decoupled: the capture thread overwrites a one-frame slot, so a slow
+pipeline skips stale frames (counted as dropped) instead of building a queue of old faces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from avatar_bridge import __version__
+from avatar_bridge.bus import BusConfig, BusPublisher, ControlServer
+from avatar_bridge.pipeline import Pipeline, PipelineConfig, Stage
+from avatar_bridge.sources import SourceConfig, open_source
+from avatar_bridge.types import Frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
+    status_hz: float = 1.0
+    max_frames: int | None = None        # stop after this many processed frames (tests, bench)
+
+
+class FrameSlot:
+    """Holds only the newest frame; ``put`` replaces an unread one and counts it as dropped."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self.dropped = 0
+        self.closed = False
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify()
+
+    def take(self, timeout: float) -> Frame | None:
+        with self._cond:
+            if self._frame is None and not self.closed:
+                self._cond.wait(timeout)
+            frame, self._frame = self._frame, None
+            return frame
+
+
+class _Stats:
+    """Rolling per-stage timings and frame rate for the status topic."""
+
+    def __init__(self, window: int = 120) -> None:
+        self.timings: dict[str, deque[float]] = {}
+        self.publish_times: deque[float] = deque(maxlen=window)
+        self.window = window
+
+    def add(self, timings: dict[str, float]) -> None:
+        for k, v in timings.items():
+            self.timings.setdefault(k, deque(maxlen=self.window)).append(v)
+
+    def fps(self) -> float:
+        t = self.publish_times
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {k: {"median_ms": float(np.median(v)), "p95_ms": float(np.percentile(v, 95))}
+                for k, v in self.timings.items() if v}
+
+
+class Daemon:
+    """Runs until ``stop()`` (or SIGINT/SIGTERM via ``run_forever``), a finite source ends, or
+    ``max_frames`` frames were published. Faults in a frame are logged and the loop goes on."""
+
+    def __init__(self, config: DaemonConfig, chain: Stage | None = None,
+                 control_handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None) -> None:
+        self.config = config
+        self._stop = threading.Event()
+        self.source = open_source(config.source)
+        self.pipeline = Pipeline.create(config.pipeline, chain)
+        self.bus = BusPublisher(config.bus)
+        handlers = {"status": lambda req: self.status(), "ping": lambda req: {"pong": True}}
+        handlers.update(control_handlers or {})
+        try:
+            self.control = ControlServer(config.bus, handlers)
+        except Exception:
+            self.bus.close()
+            raise
+        self.slot = FrameSlot()
+        self.stats = _Stats()
+        self.frames_in = 0
+        self.frame_errors = 0
+        self.faces = 0
+        self.status_providers: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.started = time.monotonic()
+        log.info("daemon: source %s, estimator %s", config.source.spec, self.pipeline.estimator.name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        stop_source = getattr(self.source, "stop", None)
+        if stop_source:
+            stop_source()
+
+    def _capture(self) -> None:
+        try:
+            for frame in self.source.frames():
+                if self._stop.is_set():
+                    break
+                self.frames_in += 1
+                self.slot.put(frame)
+        except Exception:  # a source fault must end capture, not the daemon; it is reported in status
+            log.exception("capture failed")
+        finally:
+            self.slot.close()
+
+    def status(self) -> dict[str, Any]:
+        status = {
+            "version": __version__,
+            "source": self.config.source.spec,
+            "estimator": self.pipeline.estimator.name,
+            "uptime_s": time.monotonic() - self.started,
+            "fps": self.stats.fps(),
+            "frames_in": self.frames_in,
+            "frames_published": self.bus.seq,
+            "frames_with_face": self.faces,
+            "dropped_frames": self.slot.dropped,
+            "frame_errors": self.frame_errors,
+            "control_errors": self.control.errors,
+            "stages": self.stats.summary(),
+        }
+        for key, provider in self.status_providers.items():
+            try:
+                status[key] = provider()
+            except Exception as exc:  # a broken provider must not take the status topic down
+                status[key] = {"error": str(exc)}
+        return status
+
+    def run(self) -> None:
+        """Process frames until stopped; always closes sockets and the tracker."""
+        capture = threading.Thread(target=self._capture, name="capture", daemon=True)
+        capture.start()
+        next_status = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                while self.control.poll_once(0):
+                    pass
+                now = time.monotonic()
+                if now >= next_status:
+                    self.bus.publish_status(self.status())
+                    next_status = now + 1.0 / self.config.status_hz
+                frame = self.slot.take(timeout=0.05)
+                if frame is None:
+                    if self.slot.closed:
+                        break
+                    continue
+                self._process(frame)
+                if self.config.max_frames is not None and self.bus.seq >= self.config.max_frames:
+                    break
+        finally:
+            self.stop()
+            capture.join(timeout=2.0)
+            self.close()
+
+    def _process(self, frame: Frame) -> None:
+        t0 = time.perf_counter()
+        try:
+            state, timings = self.pipeline.process(frame)
+        except Exception:  # one bad frame (e.g. a corrupt decode) must not stop the stream
+            self.frame_errors += 1
+            log.exception("frame %d failed; skipping it", frame.index)
+            return
+        t1 = time.perf_counter()
+        state = dataclasses.replace(state, t_publish=time.monotonic())
+        self.bus.publish_face(state)
+        timings["publish"] = (time.perf_counter() - t1) * 1000
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        self.faces += int(state.face_present)
+        self.stats.add(timings)
+        self.stats.publish_times.append(time.monotonic())
+
+    def run_forever(self) -> None:
+        """``run`` with SIGINT/SIGTERM wired to a clean stop (main thread only)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop())
+        self.run()
+
+    def close(self) -> None:
+        self.control.close()
+        self.bus.close()
+        self.pipeline.close()

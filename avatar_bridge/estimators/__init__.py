@@ -1,0 +1,1 @@
+"""Estimators turn a FaceObservation into a FaceState. See base.Estimator."""
