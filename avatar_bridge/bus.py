@@ -18,6 +18,11 @@ DEFAULT_PUB = "tcp://127.0.0.1:5570"
 DEFAULT_CONTROL = "tcp://127.0.0.1:5571"
 
 
+def local_endpoint(bind_endpoint: str) -> str:
+    """Where a subscriber on this machine connects to reach a socket bound to ``bind_endpoint``."""
+    return bind_endpoint.replace("://0.0.0.0:", "://127.0.0.1:").replace("://*:", "://127.0.0.1:")
+
+
 class BusError(RuntimeError):
     """The bus could not start (e.g. a port already in use); the text says what to do."""
 

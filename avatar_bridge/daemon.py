@@ -13,13 +13,18 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from avatar_bridge import __version__
-from avatar_bridge.bus import BusConfig, BusPublisher, ControlServer
-from avatar_bridge.pipeline import Pipeline, PipelineConfig, Stage
+from avatar_bridge.adapters.runner import AdapterThread, build_adapters
+from avatar_bridge.bus import BusConfig, BusPublisher, ControlServer, local_endpoint
+from avatar_bridge.calibration import calibration_handlers
+from avatar_bridge.pipeline import Pipeline, PipelineConfig
+from avatar_bridge.profile import default_profile_dir, load_or_default
+from avatar_bridge.signal_chain import SignalChain, SignalChainConfig
 from avatar_bridge.sources import SourceConfig, open_source
 from avatar_bridge.types import Frame
 
@@ -31,6 +36,12 @@ class DaemonConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     bus: BusConfig = field(default_factory=BusConfig)
+    signal: SignalChainConfig = field(default_factory=SignalChainConfig)
+    profile: str | None = None           # calibration profile name; None: 'default' if saved
+    profile_dir: str | None = None       # None: the user's config directory
+    # Protocol adapters to run beside the daemon, by name, with their config fields, e.g.
+    # {"vmc": {"port": 39540}, "livelink": {}} (see avatar_bridge/adapters/runner.py).
+    adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
     status_hz: float = 1.0
     max_frames: int | None = None        # stop after this many processed frames (tests, bench)
 
@@ -89,26 +100,39 @@ class Daemon:
     """Runs until ``stop()`` (or SIGINT/SIGTERM via ``run_forever``), a finite source ends, or
     ``max_frames`` frames were published. Faults in a frame are logged and the loop goes on."""
 
-    def __init__(self, config: DaemonConfig, chain: Stage | None = None,
+    def __init__(self, config: DaemonConfig,
                  control_handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None) -> None:
         self.config = config
         self._stop = threading.Event()
+        profile_dir = Path(config.profile_dir) if config.profile_dir else default_profile_dir()
+        self.chain = SignalChain(config.signal, load_or_default(config.profile, profile_dir))
         self.source = open_source(config.source)
-        self.pipeline = Pipeline.create(config.pipeline, chain)
+        self.pipeline = Pipeline.create(config.pipeline, self.chain)
         self.bus = BusPublisher(config.bus)
-        handlers = {"status": lambda req: self.status(), "ping": lambda req: {"pong": True}}
+        # Control requests are served from the frame loop's thread: the chain is not thread-safe.
+        handlers = {"status": lambda req: self.status(), "ping": lambda req: {"pong": True},
+                    **calibration_handlers(self.chain, profile_dir, self.chain.profile.name)}
         handlers.update(control_handlers or {})
         try:
             self.control = ControlServer(config.bus, handlers)
         except Exception:
             self.bus.close()
             raise
+        try:
+            adapters = build_adapters(list(config.adapters), config.adapters)
+        except Exception:
+            self.control.close()
+            self.bus.close()
+            raise
+        # Each adapter is its own bus subscriber thread, so a slow or failing one never blocks frames.
+        self.adapter_threads = [AdapterThread(a, local_endpoint(config.bus.pub_endpoint)) for a in adapters]
         self.slot = FrameSlot()
         self.stats = _Stats()
         self.frames_in = 0
         self.frame_errors = 0
         self.faces = 0
-        self.status_providers: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.status_providers: dict[str, Callable[[], dict[str, Any]]] = {
+            "adapters": lambda: {t.adapter.name: t.stats() for t in self.adapter_threads}}
         self.started = time.monotonic()
         log.info("daemon: source %s, estimator %s", config.source.spec, self.pipeline.estimator.name)
 
@@ -135,6 +159,9 @@ class Daemon:
             "version": __version__,
             "source": self.config.source.spec,
             "estimator": self.pipeline.estimator.name,
+            "profile": self.chain.profile.name,
+            "smoothing": self.config.signal.smoothing,
+            "calibration": self.config.signal.calibration,
             "uptime_s": time.monotonic() - self.started,
             "fps": self.stats.fps(),
             "frames_in": self.frames_in,
@@ -156,6 +183,8 @@ class Daemon:
         """Process frames until stopped; always closes sockets and the tracker."""
         capture = threading.Thread(target=self._capture, name="capture", daemon=True)
         capture.start()
+        for thread in self.adapter_threads:
+            thread.start()
         next_status = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -202,6 +231,8 @@ class Daemon:
         self.run()
 
     def close(self) -> None:
+        for thread in self.adapter_threads:
+            thread.stop()
         self.control.close()
         self.bus.close()
         self.pipeline.close()

@@ -50,8 +50,14 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "avatar_bridge", *args]
 
 
+def hermetic_env(**extra: str) -> dict[str, str]:
+    """The environment for a CLI subprocess: no user profile or config leaks into a test."""
+    import tempfile
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_CONFIG_HOME": tempfile.mkdtemp(prefix="ab-config-"), **extra}
+
+
 def start_daemon(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = hermetic_env()
     return subprocess.Popen(cli("run", *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 

@@ -20,7 +20,7 @@ from avatar_bridge.daemon import Daemon, DaemonConfig
 from avatar_bridge.pipeline import PipelineConfig
 from avatar_bridge.sources import SourceConfig, demo_clip_path
 
-from conftest import cli, free_port, start_daemon, stop, wait_for
+from conftest import cli, hermetic_env, start_daemon, stop
 
 
 def collect(sub: BusSubscriber, n: int, timeout: float = 30.0) -> list[dict]:
@@ -32,10 +32,10 @@ def collect(sub: BusSubscriber, n: int, timeout: float = 30.0) -> list[dict]:
     return msgs
 
 
-def in_process_daemon(spec: str, endpoints, **source) -> tuple[Daemon, threading.Thread]:
+def in_process_daemon(spec: str, endpoints, tmp_path, **source) -> tuple[Daemon, threading.Thread]:
     bus, control = endpoints
     config = DaemonConfig(source=SourceConfig(spec=spec, **source), pipeline=PipelineConfig(estimator="geometry"),
-                          bus=BusConfig(pub_endpoint=bus, control_endpoint=control))
+                          bus=BusConfig(pub_endpoint=bus, control_endpoint=control), profile_dir=str(tmp_path))
     daemon = Daemon(config)
     return daemon, threading.Thread(target=daemon.run, daemon=True)
 
@@ -60,8 +60,8 @@ def test_daemon_on_demo_source_publishes_valid_schema_v1_without_gaps(endpoints)
     assert proc.returncode == 0, out
 
 
-def test_frame_without_face_gives_present_false_and_the_daemon_goes_on(endpoints, face_and_blank_dir):
-    daemon, thread = in_process_daemon(str(face_and_blank_dir), endpoints, fps=10.0)
+def test_frame_without_face_gives_present_false_and_the_daemon_goes_on(endpoints, face_and_blank_dir, tmp_path):
+    daemon, thread = in_process_daemon(str(face_and_blank_dir), endpoints, tmp_path, fps=10.0)
     sub = BusSubscriber(endpoints[0])
     time.sleep(0.3)  # let the subscription reach the publisher before the first frame
     thread.start()
@@ -73,8 +73,8 @@ def test_frame_without_face_gives_present_false_and_the_daemon_goes_on(endpoints
     assert not thread.is_alive(), "a finite source ends the daemon cleanly"
 
 
-def test_malformed_control_requests_get_error_replies_and_the_daemon_goes_on(endpoints):
-    daemon, thread = in_process_daemon("demo", endpoints)
+def test_malformed_control_requests_get_error_replies_and_the_daemon_goes_on(endpoints, tmp_path):
+    daemon, thread = in_process_daemon("demo", endpoints, tmp_path)
     sub = BusSubscriber(endpoints[0])
     thread.start()
     try:
@@ -160,7 +160,7 @@ def test_sigterm_closes_sockets_so_the_ports_can_be_reused(endpoints):
 ])
 def test_run_reports_bad_input_in_one_line(args, expected, endpoints):
     result = subprocess.run(cli("run", "--bus", endpoints[0], "--control", endpoints[1], *args),
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, env=hermetic_env())
     assert result.returncode == 1
     assert expected in result.stderr and "Traceback" not in result.stderr
 
@@ -171,7 +171,7 @@ def test_run_on_a_busy_port_says_which_and_what_to_do(endpoints):
     squatter.bind(endpoints[0])
     try:
         result = subprocess.run(cli("run", "--bus", endpoints[0], "--control", endpoints[1]),
-                                capture_output=True, text=True, timeout=60)
+                                capture_output=True, text=True, timeout=60, env=hermetic_env())
     finally:
         squatter.close(linger=0)
     assert result.returncode == 1
@@ -182,7 +182,7 @@ def test_listen_shows_the_strongest_shapes(endpoints):
     bus, control = endpoints
     proc = start_daemon("--bus", bus, "--control", control)
     try:
-        result = subprocess.run(cli("listen", "--bus", bus, "--count", "10"), capture_output=True, text=True, timeout=60)
+        result = subprocess.run(cli("listen", "--bus", bus, "--count", "10"), capture_output=True, text=True, timeout=60, env=hermetic_env())
     finally:
         stop(proc)
     assert result.returncode == 0, result.stderr
@@ -190,7 +190,7 @@ def test_listen_shows_the_strongest_shapes(endpoints):
 
 
 def test_bench_prints_median_and_p95_per_stage():
-    result = subprocess.run(cli("bench", "--frames", "20", "--json"), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(cli("bench", "--frames", "20", "--json"), capture_output=True, text=True, timeout=120, env=hermetic_env())
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"decode", "tracking", "estimator", "publish"} <= set(report["stages"])
@@ -199,3 +199,36 @@ def test_bench_prints_median_and_p95_per_stage():
 
 def test_demo_clip_ships_with_the_package():
     assert demo_clip_path().exists()
+
+
+def test_face_lost_for_two_seconds_eases_to_neutral_and_is_picked_up_again(endpoints, tmp_path, astronaut):
+    import cv2
+
+    fps = 15.0
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    blank = np.full_like(astronaut, 90)
+    sequence = [astronaut] * 6 + [blank] * 30 + [astronaut] * 6   # 2 s without a face
+    for i, img in enumerate(sequence):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    daemon, thread = in_process_daemon(str(frames), endpoints, tmp_path / "profiles", fps=fps)
+    sub = BusSubscriber(endpoints[0])
+    time.sleep(0.3)
+    thread.start()
+    msgs = collect(sub, len(sequence), timeout=15)
+    thread.join(timeout=10)
+    sub.close()
+    # On a loaded machine the newest frame wins and a few may be skipped; judge by frame index.
+    assert [m["seq"] for m in msgs] == list(range(len(msgs))), "every published message arrived"
+    assert len(msgs) >= len(sequence) - 4, "the daemon kept publishing through the lost face"
+    by_frame = {m["frame"]: m for m in msgs}
+    lost = [by_frame[i] for i in range(6, 36) if i in by_frame]
+    assert all(m["present"] for i, m in by_frame.items() if i < 6)
+    assert not any(m["present"] for m in lost)
+    smile = [m["bs"][23] for m in lost]   # mouthSmileLeft: the astronaut smiles
+    assert max(m["bs"][23] for i, m in by_frame.items() if i < 6) > 0.3
+    assert smile[-1] < 0.02, "after hold + ease the avatar rests at neutral"
+    assert all(a >= b - 1e-6 for a, b in zip(smile, smile[1:])), "easing never jumps back up"
+    back = [by_frame[i] for i in range(36, 42) if i in by_frame]
+    assert back[0]["present"] or back[1]["present"], "a returning face is picked up within two frames"
+    assert back[-1]["bs"][23] > 0.15

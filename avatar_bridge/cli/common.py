@@ -30,3 +30,23 @@ def user_errors(*kinds: type[BaseException]) -> Iterator[None]:
         yield
     except kinds as exc:
         raise fail(str(exc)) from None
+
+
+# The signal-chain switches shared by run, process and bench.
+SMOOTHING_OPTION = typer.Option("on", "--smoothing", help="on|off: One Euro smoothing.")
+CALIBRATION_OPTION = typer.Option("on", "--calibration", help="on|off: apply the calibration profile.")
+MIRROR_OPTION = typer.Option(False, "--mirror", help="Selfie view: swap Left/Right shapes, yaw and roll.")
+LINK_BLINKS_OPTION = typer.Option(False, "--link-blinks", help="Close both eyes together unless one clearly winks.")
+PROFILE_OPTION = typer.Option(None, "--profile", help="Calibration profile name (default: 'default' if saved).")
+
+
+def on_off(value: str, flag: str) -> bool:
+    if value not in ("on", "off"):
+        raise fail(f"{flag} takes on or off, not {value!r}")
+    return value == "on"
+
+
+def signal_overrides(smoothing: str, calibration: str, mirror: bool, link_blinks: bool) -> dict:
+    """The [signal] table the switches stand for."""
+    return {"smoothing": on_off(smoothing, "--smoothing"), "calibration": on_off(calibration, "--calibration"),
+            "mirror": mirror, "link_blinks": link_blinks}

@@ -12,11 +12,14 @@ from rich.live import Live
 from rich.table import Table
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
-from avatar_bridge.bus import BusConfig, BusError, BusSubscriber
-from avatar_bridge.cli.common import BUS_OPTION, CONTROL_OPTION, console, fail, user_errors
+from avatar_bridge.bus import BusError, BusSubscriber
+from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, LINK_BLINKS_OPTION,
+                                      MIRROR_OPTION, PROFILE_OPTION, SMOOTHING_OPTION, console, fail,
+                                      signal_overrides, user_errors)
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
 from avatar_bridge.daemon import Daemon, DaemonConfig
 from avatar_bridge.pipeline import EstimatorError
+from avatar_bridge.profile import ProfileError
 from avatar_bridge.sources import SourceError, list_cameras
 from avatar_bridge import wire
 
@@ -35,6 +38,20 @@ def run(
     fps: float = typer.Option(30.0, "--fps", help="Frame rate of an image folder."),
     estimator: str = typer.Option("auto", "--estimator", "-e", help=ESTIMATOR_HELP),
     model: Optional[Path] = typer.Option(None, "--model", help="An .onnx model to use instead of the shipped one."),
+    smoothing: str = SMOOTHING_OPTION,
+    calibration: str = CALIBRATION_OPTION,
+    mirror: bool = MIRROR_OPTION,
+    link_blinks: bool = LINK_BLINKS_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
+    vmc: bool = typer.Option(False, "--vmc", help="Send VMC (VSeeFace, Warudo, VNyan) to --vmc-port."),
+    vrchat: bool = typer.Option(False, "--vrchat", help="Send VRChat OSC (VRCFaceTracking v2 parameters)."),
+    livelink: bool = typer.Option(False, "--livelink", help="Send Live Link Face packets to Unreal."),
+    ifacialmocap: bool = typer.Option(False, "--ifacialmocap", help="Send iFacialMocap (VTube Studio, VSeeFace)."),
+    adapter_host: Optional[str] = typer.Option(None, "--adapter-host", help="Where adapters send (default 127.0.0.1)."),
+    vmc_port: Optional[int] = typer.Option(None, "--vmc-port", help="VMC port (default 39539)."),
+    vrchat_port: Optional[int] = typer.Option(None, "--vrchat-port", help="VRChat OSC port (default: OSCQuery, else 9000)."),
+    livelink_port: Optional[int] = typer.Option(None, "--livelink-port", help="Live Link Face port (default 11111)."),
+    livelink_subject: Optional[str] = typer.Option(None, "--livelink-subject", help="Live Link subject name."),
     bus: str = BUS_OPTION,
     control: str = CONTROL_OPTION,
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
@@ -45,9 +62,18 @@ def run(
         "source": {"spec": source, "loop": loop, "realtime": not fast, "fps": fps},
         "pipeline": {"estimator": estimator, **({"model_path": str(model)} if model else {})},
         "bus": {"pub_endpoint": bus, "control_endpoint": control},
+        "signal": signal_overrides(smoothing, calibration, mirror, link_blinks),
         **({"max_frames": max_frames} if max_frames else {}),
+        **({"profile": profile} if profile else {}),
     }
-    with user_errors(ConfigError, SourceError, BusError, EstimatorError):
+    host = {"host": adapter_host} if adapter_host else {}
+    wanted = {"vmc": (vmc, {**host, "port": vmc_port}), "vrchat": (vrchat, {**host, "port": vrchat_port}),
+              "livelink": (livelink, {**host, "port": livelink_port, "subject": livelink_subject}),
+              "ifacialmocap": (ifacialmocap, host)}
+    adapters = {name: {k: v for k, v in opts.items() if v is not None} for name, (on, opts) in wanted.items() if on}
+    if adapters:
+        overrides["adapters"] = adapters
+    with user_errors(ConfigError, SourceError, BusError, EstimatorError, ProfileError, ValueError):
         cfg = daemon_config(config, overrides)
         daemon = Daemon(cfg)
     console.print(f"streaming [bold]{cfg.source.spec}[/] on {cfg.bus.pub_endpoint} "
@@ -147,13 +173,20 @@ def bench(
     source: str = typer.Option("demo", "--source", "-s", help=SOURCE_HELP),
     frames: int = typer.Option(180, "--frames", "-n", help="How many frames to time."),
     estimator: str = typer.Option("auto", "--estimator", "-e", help=ESTIMATOR_HELP),
+    smoothing: str = SMOOTHING_OPTION,
+    calibration: str = CALIBRATION_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
     json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
 ) -> None:
-    """Time every stage on a source: median and p95 ms for decode, tracking, estimator, publish."""
+    """Time every stage on a source: median and p95 ms for decode, tracking, estimator, signal, publish."""
     from avatar_bridge.benchmark import run_pipeline_bench
+    from avatar_bridge.profile import default_profile_dir, load_or_default
+    from avatar_bridge.signal_chain import SignalChain, SignalChainConfig
 
-    with user_errors(SourceError, BusError, EstimatorError):
-        report = run_pipeline_bench(source, frames, estimator)
+    with user_errors(SourceError, BusError, EstimatorError, ProfileError):
+        chain = SignalChain(SignalChainConfig(**signal_overrides(smoothing, calibration, False, False)),
+                            load_or_default(profile, default_profile_dir()))
+        report = run_pipeline_bench(source, frames, estimator, chain)
     if json_out:
         import json
         print(json.dumps(report))

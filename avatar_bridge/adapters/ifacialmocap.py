@@ -1,0 +1,113 @@
+"""iFacialMocap text-over-UDP (port 49983), the phone protocol VSeeFace, VTube Studio and Warudo accept.
+
+Format as parsed/produced by several independent public implementations (Inochi Session's receiver,
+MeowFace-compatible senders and receivers); there is no spec from the app's author in hand:
+
+    name-value|name-value|...|=head#pitch,yaw,roll,x,y,z|rightEye#pitch,yaw,roll|leftEye#pitch,yaw,roll|
+
+52 ARKit names with "_L"/"_R" instead of "Left"/"Right" (eyeBlink_L), values integer percent 0..100;
+angles in degrees. The receiving app normally starts the stream by sending the handshake
+``iFacialMocap_sahuasouryya9218sauhuiayeta91555dy3719`` to the phone's port 49983; the phone then
+streams to the sender's address on 49983. We stream to the configured host directly (as MeowFace
+does) and, when ``listen_port`` is set, also follow whoever sends the handshake there.
+Head position units and the exact angle signs are not documented publicly: we send ARKit-sense
+angles (yaw + = performer's left, pitch + = nose down) and position in centimetres.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from avatar_bridge.arkit import ARKIT_BLENDSHAPES
+from avatar_bridge.conventions import head_yaw_pitch_roll
+from avatar_bridge.adapters.udp import RateGate, UdpTarget, bind_udp
+from avatar_bridge.types import FaceState
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE = b"iFacialMocap_sahuasouryya9218sauhuiayeta91555dy3719"
+
+
+def _ifm_name(name: str) -> str:
+    if name.endswith("Left"):
+        return name[:-4] + "_L"
+    if name.endswith("Right"):
+        return name[:-5] + "_R"
+    return name
+
+
+IFM_NAMES: tuple[str, ...] = tuple(_ifm_name(n) for n in ARKIT_BLENDSHAPES)
+
+
+@dataclass(frozen=True)
+class IFacialMocapConfig:
+    host: str = "127.0.0.1"
+    port: int = 49983
+    rate_hz: float = 60.0
+    listen_port: int | None = None   # e.g. 49983 on a machine where the receiving app is elsewhere
+
+
+def encode_ifacialmocap(state: FaceState) -> bytes:
+    """One iFacialMocap v1 text frame (pure)."""
+    pct = np.clip(np.rint(np.asarray(state.blendshapes, np.float32) * 100), 0, 100).astype(int)
+    parts = [f"{n}-{v}" for n, v in zip(IFM_NAMES, pct)]
+    yaw, pitch, roll = (math.degrees(a) for a in head_yaw_pitch_roll(state.head_rotation))
+    x, y, z = (100.0 * c for c in state.head_position)
+    parts.append(f"=head#{pitch:.4f},{yaw:.4f},{roll:.4f},{x:.4f},{y:.4f},{z:.4f}")
+    for label, (gyaw, gpitch) in (("rightEye", state.gaze_right), ("leftEye", state.gaze_left)):
+        parts.append(f"{label}#{-math.degrees(gpitch):.4f},{math.degrees(gyaw):.4f},0.0000")
+    return ("|".join(parts) + "|").encode("ascii")
+
+
+class IFacialMocapSender:
+    """Streams FaceStates as an iFacialMocap phone would."""
+
+    name = "ifacialmocap"
+
+    def __init__(self, config: IFacialMocapConfig = IFacialMocapConfig()) -> None:
+        self.config = config
+        self.udp = UdpTarget("ifacialmocap", config.host, config.port, log)
+        self.gate = RateGate(config.rate_hz)
+        self.handshakes = 0
+        self._stop = threading.Event()
+        self._listener: threading.Thread | None = None
+        if config.listen_port is not None:
+            sock = bind_udp("ifacialmocap", "0.0.0.0", config.listen_port, log)
+            if sock is not None:
+                sock.settimeout(0.2)
+                self._listener = threading.Thread(target=self._listen, args=(sock,), daemon=True,
+                                                  name="ifacialmocap-handshake")
+                self._listener.start()
+
+    def _listen(self, sock: socket.socket) -> None:
+        with sock:
+            while not self._stop.is_set():
+                try:
+                    data, (host, _) = sock.recvfrom(2048)
+                except (socket.timeout, OSError):
+                    continue
+                if data.startswith(b"iFacialMocap_") and b"STOP" not in data and host != self.udp.host:
+                    self.handshakes += 1
+                    log.info("ifacialmocap: handshake from %s; now sending to %s:%d", host, host, self.config.port)
+                    old, self.udp = self.udp, UdpTarget("ifacialmocap", host, self.config.port, log)
+                    old.close()
+
+    def send(self, state: FaceState) -> None:
+        if not self.gate.allow():
+            return
+        self.udp.send(encode_ifacialmocap(state))
+
+    def stats(self) -> dict:
+        return {**self.udp.stats(), "dropped_rate": self.gate.dropped, "handshakes": self.handshakes}
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=1.0)
+        self.udp.close()
