@@ -24,6 +24,7 @@ from avatar_bridge.bus import BusConfig, BusPublisher, ControlServer, local_endp
 from avatar_bridge.calibration import calibration_handlers
 from avatar_bridge.pipeline import Pipeline, PipelineConfig
 from avatar_bridge.profile import default_profile_dir, load_or_default
+from avatar_bridge.recorder import RecordingControl
 from avatar_bridge.signal_chain import SignalChain, SignalChainConfig
 from avatar_bridge.sources import SourceConfig, open_source
 from avatar_bridge.types import Frame
@@ -109,9 +110,13 @@ class Daemon:
         self.source = open_source(config.source)
         self.pipeline = Pipeline.create(config.pipeline, self.chain)
         self.bus = BusPublisher(config.bus)
+        self.recording = RecordingControl(local_endpoint(config.bus.pub_endpoint), header_provider=lambda: {
+            "source": config.source.spec, "fps": getattr(self.source, "fps", 30.0),
+            "profile": self.chain.profile.to_toml_dict()})
         # Control requests are served from the frame loop's thread: the chain is not thread-safe.
         handlers = {"status": lambda req: self.status(), "ping": lambda req: {"pong": True},
-                    **calibration_handlers(self.chain, profile_dir, self.chain.profile.name)}
+                    **calibration_handlers(self.chain, profile_dir, self.chain.profile.name),
+                    **self.recording.handlers()}
         handlers.update(control_handlers or {})
         try:
             self.control = ControlServer(config.bus, handlers)
@@ -132,7 +137,8 @@ class Daemon:
         self.frame_errors = 0
         self.faces = 0
         self.status_providers: dict[str, Callable[[], dict[str, Any]]] = {
-            "adapters": lambda: {t.adapter.name: t.stats() for t in self.adapter_threads}}
+            "adapters": lambda: {t.adapter.name: t.stats() for t in self.adapter_threads},
+            "recorder": lambda: self.recording.status({})}
         self.started = time.monotonic()
         log.info("daemon: source %s, estimator %s", config.source.spec, self.pipeline.estimator.name)
 
@@ -231,6 +237,7 @@ class Daemon:
         self.run()
 
     def close(self) -> None:
+        self.recording.close()   # a take in progress gets its end record
         for thread in self.adapter_threads:
             thread.stop()
         self.control.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -66,13 +65,3 @@ class HeadPoseSolver:
         if q[3] < 0:  # keep w >= 0 so consecutive frames do not flip sign
             q = -q
         return HeadPose(tuple(float(x) for x in q), tuple(float(x) for x in p), r)
-
-
-def yaw_pitch_roll(matrix: np.ndarray) -> tuple[float, float, float]:
-    """Head yaw (+ = towards the performer's left), pitch (+ = up), roll, radians."""
-    fwd = matrix[:, 2]
-    yaw = math.atan2(fwd[0], fwd[2])
-    pitch = math.asin(max(-1.0, min(1.0, fwd[1])))
-    up = matrix[:, 1]
-    roll = math.atan2(-up[0], up[1])
-    return yaw, pitch, roll

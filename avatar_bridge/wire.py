@@ -6,6 +6,7 @@ Kept free of sockets so the same functions serve the daemon, ``listen``, the rec
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 import msgpack
@@ -40,9 +41,20 @@ def face_to_message(state: FaceState, seq: int) -> dict[str, Any]:
     }
 
 
+# Times stay float64 (a float32 monotonic clock loses milliseconds after a day of uptime);
+# every other float goes out as float32, which is all a blendshape or an angle needs.
+_FLOAT64_KEYS = ("t", "tp")
+
+
 def encode_face(state: FaceState, seq: int) -> bytes:
-    """Pack one FaceState as a schema-v1 ``face`` payload (floats go out as float32)."""
-    return msgpack.packb(face_to_message(state, seq), use_single_float=True)
+    """Pack one FaceState as a schema-v1 ``face`` payload (times float64, other floats float32)."""
+    msg = face_to_message(state, seq)
+    packer = msgpack.Packer(use_single_float=True)
+    out = [packer.pack_map_header(len(msg))]
+    for key, value in msg.items():
+        out.append(packer.pack(key))
+        out.append(b"\xcb" + struct.pack(">d", value) if key in _FLOAT64_KEYS else packer.pack(value))
+    return b"".join(out)
 
 
 def _floats(value: Any, n: int, field: str) -> list[float]:

@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
 
 from avatar_bridge.estimators.geometry import GeometryConfig, GeometryEstimator
-from avatar_bridge.head_pose import HeadPoseConfig, yaw_pitch_roll
+from avatar_bridge.conventions import head_yaw_pitch_roll
+from avatar_bridge.head_pose import HeadPoseConfig
 from avatar_bridge.tracker import FaceTracker, TrackerConfig
 from avatar_bridge.types import Frame
 
@@ -70,7 +70,7 @@ def test_head_turn_to_the_performers_left_is_positive_yaw(observe):
 
     for yaw_deg in (-20.0, 20.0):
         state = observe(head_rotation=quat_from_euler(yaw=math.radians(yaw_deg)))
-        yaw, pitch, roll = np.degrees(yaw_pitch_roll(Rotation.from_quat(state.head_rotation).as_matrix()))
+        yaw, pitch, roll = np.degrees(head_yaw_pitch_roll(state.head_rotation))
         assert abs(yaw - yaw_deg) < 5.0 and abs(pitch) < 6.0 and abs(roll) < 4.0
 
 

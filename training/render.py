@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -21,6 +21,7 @@ import moderngl
 import numpy as np
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
+from avatar_bridge.conventions import from_yaw_pitch_roll, gaze_quaternion, quat_to_matrix
 
 # The shared data folder sits beside the checkout (/work/shared next to /work/main).
 DEFAULT_ICT_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "ict-facekit" / "ict_facekit.npz"
@@ -44,8 +45,8 @@ _MATERIAL_PART = {
 # M_LacrimalFluid, M_EyeBlend and M_EyeOcclusion are transparent overlay layers in the source
 # rig; drawn opaque they hide the eyes, so they are left out.
 
-_IRIS_RADIUS_CM = 0.64
-_LOWER_LASH_BELOW_Y_CM = 3.5     # eye centres are at y ~3.6 cm on the neutral mesh     # measured on the neutral mesh: the iris disc ends ~0.65 cm off-axis
+_IRIS_RADIUS_CM = 0.64           # measured on the neutral mesh: the iris disc ends ~0.65 cm off-axis
+_LOWER_LASH_BELOW_Y_CM = 3.5     # eye centres are at y ~3.6 cm on the neutral mesh
 _CM = 0.01
 
 # Skin albedo (sRGB 0..1) from very light to very dark; ``skin_tone`` interpolates along it.
@@ -58,31 +59,18 @@ _IRIS_COLORS = np.array([[0.36, 0.22, 0.12], [0.20, 0.12, 0.07], [0.45, 0.35, 0.
                          [0.30, 0.45, 0.60], [0.45, 0.50, 0.55]], np.float32)
 
 
-def _quat_to_matrix(q) -> np.ndarray:
-    x, y, z, w = np.asarray(q, np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+def _matrix(q) -> np.ndarray:
+    return np.array(quat_to_matrix(q), np.float64)
+
+
+_quat_to_matrix = _matrix   # the name training/make_canonical_face.py imports
 
 
 def quat_from_euler(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> tuple[float, ...]:
-    """Quaternion (x, y, z, w) of a head turned by ``yaw`` (radians, > 0 = face turns towards the
-    performer's left), ``pitch`` (> 0 = chin up) and ``roll`` (> 0 = counter-clockwise in the
-    image), composed as R = Ry(yaw) Rx(-pitch) Rz(roll)."""
-    def axis(ax, a):
-        s = math.sin(a / 2)
-        return np.array([*(s * np.asarray(ax, float)), math.cos(a / 2)])
-
-    def mul(a, b):
-        ax, ay, az, aw = a
-        bx, by, bz, bw = b
-        return np.array([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
-                         aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz])
-
-    q = mul(mul(axis((0, 1, 0), yaw), axis((1, 0, 0), -pitch)), axis((0, 0, 1), roll))
-    return tuple(float(c) for c in q)
+    """Quaternion (x, y, z, w) of a head turned by ``yaw`` (radians, > 0 = towards the performer's
+    left), ``pitch`` (> 0 = CHIN UP, the opposite of ``conventions.from_yaw_pitch_roll``'s ARKit
+    nose-down pitch) and ``roll`` (> 0 = counter-clockwise in the image): Ry(yaw) Rx(-pitch) Rz(roll)."""
+    return from_yaw_pitch_roll(yaw, -pitch, roll)
 
 
 def framing(fov_y_deg: float = 30.0, fill: float = 0.5, aspect: float = 1.0) -> tuple[float, float, float]:
@@ -111,7 +99,7 @@ class RenderParams:
     ``light_direction`` points from the face towards the light, camera axes. ``background`` is
     ``"solid"``, ``"gradient"`` or ``"clutter"`` (procedural, from ``seed``), or pass
     ``background_image`` (HxWx3 uint8 RGB, resized to the frame). ``seed`` drives the skin texture
-    and the background.
+    and the background. The image size belongs to the ``Renderer`` (one framebuffer per size).
     """
 
     identity: np.ndarray | None = None
@@ -189,7 +177,8 @@ def random_params(rng: np.random.Generator, max_yaw_deg: float = 30.0, max_pitch
     return RenderParams(
         identity=rng.normal(0.0, 1.0, 100).astype(np.float32),
         blendshapes=bs,
-        head_rotation=quat_from_euler(*np.radians(rng.uniform(-1, 1, 3) * [max_yaw_deg, max_pitch_deg, max_roll_deg])),
+        head_rotation=from_yaw_pitch_roll(*(float(a) for a in np.radians(
+            rng.uniform(-1, 1, 3) * [max_yaw_deg, max_pitch_deg, max_roll_deg]))),
         head_position=(x0 + rng.uniform(-0.15, 0.15) * half, y0 + rng.uniform(-0.15, 0.15) * half, z0),
         gaze_left=gaze_l, gaze_right=gaze_r,
         skin_tone=float(rng.uniform(0.0, 1.0)),
@@ -237,7 +226,6 @@ class FaceModel:
     corner_eye: np.ndarray           # (M, 2) float32 eyeball-local (off-axis radius cm, front z cm)
     gl_triangles: np.ndarray         # (T, 3) int32 into the GL vertices
     landmarks68: np.ndarray          # (68,) int32 vertex indices
-    lip_outer: np.ndarray = field(repr=False, default=None)
 
     @staticmethod
     def load(path: str | Path = DEFAULT_ICT_PATH) -> "FaceModel":
@@ -329,15 +317,6 @@ def _eyeball_centre(vertices: np.ndarray, sclera_start: int) -> np.ndarray:
     a = np.c_[2 * p, np.ones(len(p))]
     sol = np.linalg.lstsq(a, (p ** 2).sum(1), rcond=None)[0]
     return sol[:3].astype(np.float32)
-
-
-def _gaze_matrix(yaw: float, pitch: float) -> np.ndarray:
-    """Rotation taking the eye's rest direction (+z) to (yaw, pitch): yaw > 0 towards +x (the
-    performer's left), pitch > 0 up."""
-    cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rx = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])    # Rx(-pitch)
-    return (ry @ rx).astype(np.float32)
 
 
 def _vertex_normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -493,6 +472,7 @@ void main() { f_color = vec4(v_pos, 1.0); }
 """
 
 _TEXTURE_SIZE = 512
+_TEXTURE_CACHE = 16       # skin textures kept per renderer, by seed
 
 
 def _srgb_to_linear(c) -> np.ndarray:
@@ -618,28 +598,34 @@ class Renderer:
         s = _TEXTURE_SIZE
 
         def noise(cells: int) -> np.ndarray:
-            return cv2.resize(rng.standard_normal((cells, cells)).astype(np.float32), (s, s),
+            return cv2.resize(rng.standard_normal((cells, cells), dtype=np.float32), (s, s),
                               interpolation=cv2.INTER_CUBIC)
 
-        tone = 0.5 * noise(6) + 0.3 * noise(24) + 0.15 * noise(96)
-        pores = rng.standard_normal((s, s)).astype(np.float32)
-        pores = cv2.GaussianBlur(pores, (0, 0), 0.7)
-        tone = 0.5 + 0.12 * tone - 0.06 * np.clip(pores, 0, None)
+        # One full-resolution white noise feeds pores, brow hairs and stubble (fine detail only;
+        # the three never overlap much, so sharing it is not visible).
+        white = rng.standard_normal((s, s), dtype=np.float32)
+        fine = cv2.GaussianBlur(white, (0, 0), 0.7)
+        tone = 0.5 + 0.06 * noise(6) + 0.036 * noise(24) + 0.018 * noise(96) - 0.06 * np.maximum(fine, 0)
         lips, brows, beard = self._masks[..., 0], self._masks[..., 1], self._masks[..., 2]
-        strands = np.clip(0.75 + 0.5 * cv2.GaussianBlur(rng.standard_normal((s, s)).astype(np.float32),
-                                                        (0, 0), 0.6), 0, 1)
-        brow_density = rng.uniform(0.75, 0.95)
-        brows = np.clip(brows * 1.6 - 0.15, 0, 1) * strands * brow_density
+        brows = np.clip(brows * 1.6 - 0.15, 0, 1) * np.clip(0.75 + 0.5 * fine, 0, 1) * rng.uniform(0.75, 0.95)
         lips = np.clip(lips * 1.25, 0, 1) * (0.9 + 0.1 * noise(48))
-        stubble = beard * np.clip(rng.standard_normal((s, s)).astype(np.float32) * 0.5 + 0.35, 0, 1)
-        rgba = np.stack([tone, lips, brows, stubble], axis=-1)
-        rgba = (np.clip(rgba, 0, 1) * 255).astype(np.uint8)
-        tex = self.ctx.texture((s, s), 4, rgba.tobytes())
-        tex.build_mipmaps()
-        tex.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
+        stubble = beard * np.clip(white * 0.5 + 0.35, 0, 1)
+        rgba = np.empty((s, s, 4), np.uint8)
+        for k, channel in enumerate((tone, lips, brows, stubble)):
+            rgba[..., k] = np.clip(channel * 255.0, 0, 255)
+        if len(self._skin_textures) >= _TEXTURE_CACHE:
+            tex = self._skin_textures.popitem(last=False)[1]      # reuse the oldest's storage
+        else:
+            tex = self.ctx.texture((s, s), 4)
+            tex.build_mipmaps()     # allocates the levels once; glGenerateMipmap costs ~20 ms here
+            tex.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
+        level, k = rgba, 0
+        tex.write(level.tobytes(), level=0)
+        while level.shape[0] > 1:
+            level = cv2.resize(level, (level.shape[1] // 2, level.shape[0] // 2), interpolation=cv2.INTER_AREA)
+            k += 1
+            tex.write(np.ascontiguousarray(level).tobytes(), level=k)
         self._skin_textures[seed] = tex
-        if len(self._skin_textures) > 16:
-            self._skin_textures.popitem(last=False)[1].release()
         return tex
 
     def _background(self, p: RenderParams) -> None:
@@ -672,12 +658,13 @@ class Renderer:
         for (lo, hi), centre, gaze in zip((_EYEBALL_LEFT, _EYEBALL_RIGHT), self._eye_centres,
                                           (p.gaze_left, p.gaze_right)):
             if gaze[0] or gaze[1]:
-                v[lo:hi] = (v[lo:hi] - centre) @ _gaze_matrix(*gaze).T + centre
+                turn = _matrix(gaze_quaternion(*gaze)).astype(np.float32)
+                v[lo:hi] = (v[lo:hi] - centre) @ turn.T + centre
         return v
 
     def project(self, p: RenderParams, vertices_cm: np.ndarray) -> np.ndarray:
         """(K, 2) pixel positions (x right, y down) of head-axes vertices (cm)."""
-        rot = _quat_to_matrix(p.head_rotation)
+        rot = _matrix(p.head_rotation)
         cam = (vertices_cm * _CM) @ rot.T + np.asarray(p.head_position)
         f = self.height / 2.0 / math.tan(math.radians(p.fov_y_deg) / 2.0)
         x = self.width / 2.0 + f * cam[:, 0] / -cam[:, 2]
@@ -697,7 +684,7 @@ class Renderer:
         albedo_lin = _srgb_to_linear(albedo)
         lip_lin = albedo_lin * np.array([0.85, 0.45, 0.45], np.float32)
         prog = self._mesh_prog
-        prog["u_rot"].write(_quat_to_matrix(p.head_rotation).T.astype("f4").tobytes())
+        prog["u_rot"].write(_matrix(p.head_rotation).T.astype("f4").tobytes())
         prog["u_trans"].value = tuple(float(c) for c in p.head_position)
         prog["u_proj"].write(perspective(p.fov_y_deg, self.width / self.height).T.tobytes())
         prog["u_skin_albedo"].value = tuple(albedo_lin)

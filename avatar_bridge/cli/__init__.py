@@ -19,6 +19,7 @@ app = typer.Typer(
 # One line per command module; each module defines register(app: typer.Typer) -> None.
 COMMAND_MODULES = [
     "avatar_bridge.cli.daemon_commands",
+    "avatar_bridge.cli.take_commands",
     "avatar_bridge.cli.bridge_commands",
     "avatar_bridge.cli.calibrate_commands",
 ]

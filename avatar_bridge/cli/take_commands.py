@@ -1,0 +1,424 @@
+"""``record``, ``replay``, ``process``, ``plot``, ``convert`` and ``inspect``: takes (docs/takes.md)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+
+from avatar_bridge.cli.common import BUS_OPTION, CONTROL_OPTION, console, err_console, fail, user_errors
+from avatar_bridge.live_link_csv import LiveLinkCsvConfig, LiveLinkCsvError, LiveLinkCsvWriter, export_csv, import_csv
+from avatar_bridge.plot import PlotConfig, PlotError, parse_shapes, parse_size, plot_take
+from avatar_bridge.recorder import Recorder, RecorderConfig, RecordingError
+from avatar_bridge.replay import ReplayConfig, ReplayError, Replayer, TakePosition, select_frames
+from avatar_bridge.takes import (Take, TakeError, TakeHeader, TakeWriter, TakeWriterConfig, now_iso,
+                                 profile_to_header, read_take, write_take)
+
+SALVAGE_HELP = "Keep the readable part of a damaged take instead of stopping with an error."
+ESTIMATOR_HELP = "auto (shipped neural model, else geometry), neural, or geometry."
+
+
+@contextmanager
+def _stop_event() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C or SIGTERM while the block runs, for a clean stop that closes the take;
+    the previous handlers come back afterwards."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = {sig: signal.signal(sig, lambda *_: event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield event
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _closing(closers: list) -> Iterator[None]:
+    """Call every closer in the list (filled while the block runs), last first, on the way out."""
+    try:
+        yield
+    finally:
+        for close in reversed(closers):
+            close()
+
+
+def load_take(path: Path, salvage: bool = False) -> Take:
+    """A take file, or a Live Link Face CSV (by the .csv extension), with salvage notes printed."""
+    if path.suffix.lower() == ".csv":
+        return import_csv(path)
+    take = read_take(path, salvage=salvage)
+    for d in take.damage:
+        err_console.print(f"[yellow]salvage:[/] skipped bytes {d.start}-{d.end} of {path.name} ({d.kind}, "
+                          f"after frame {d.after_frame})", highlight=False)
+    if take.damage:
+        err_console.print(f"[yellow]salvage:[/] kept {len(take)} good frames", highlight=False)
+    return take
+
+
+def _load_profile(name: Optional[str]) -> Any:
+    from avatar_bridge.profile import ProfileError, default_profile_dir, load_or_default
+    with user_errors(ProfileError):
+        return load_or_default(name, default_profile_dir())
+
+
+# --- record --------------------------------------------------------------------------------------
+
+
+def _daemon_status(control: str) -> dict:
+    from avatar_bridge.bus import control_request
+    try:
+        reply = control_request({"cmd": "status"}, control, timeout_ms=300)
+        return reply if reply.get("ok") else {}
+    except TimeoutError:
+        return {}
+
+
+def record(
+    take: Path = typer.Argument(..., help="The take file to write (.abr by convention)."),
+    bus: str = BUS_OPTION,
+    control: str = CONTROL_OPTION,
+    via_daemon: bool = typer.Option(False, "--via-daemon", help="Ask the running daemon to record (control "
+                                    "socket record.start/record.stop) instead of subscribing from here."),
+    duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Stop after this many seconds."),
+    frames: Optional[int] = typer.Option(None, "--frames", "-n", help="Stop after this many frames."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Nominal fps for the header (default: the daemon's)."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Calibration profile to note in the header."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing take."),
+) -> None:
+    """Record every face message on the bus into a take until Ctrl-C (or --duration/--frames)."""
+    with _stop_event() as stop:
+        _record(take, bus, control, via_daemon, duration, frames, fps, profile, overwrite, stop)
+
+
+def _record(take: Path, bus: str, control: str, via_daemon: bool, duration: Optional[float],
+            frames: Optional[int], fps: Optional[float], profile: Optional[str], overwrite: bool,
+            stop: threading.Event) -> None:
+    if via_daemon:
+        _record_via_daemon(take, control, duration, overwrite, stop)
+        return
+    status = _daemon_status(control)
+    prof = profile_to_header(_load_profile(profile)) if profile else status.get("profile")
+    config = RecorderConfig(
+        path=str(take), bus_endpoint=bus, fps=fps or float(round(status.get("fps") or 0.0)) or 60.0,
+        source=f"bus {bus}" + (f" ({status['source']})" if status.get("source") else ""),
+        profile=prof if isinstance(prof, dict) else ({"name": prof} if isinstance(prof, str) else None),
+        writer=TakeWriterConfig(overwrite=overwrite), max_frames=frames, max_duration_s=duration)
+    with user_errors(TakeError, RecordingError):
+        recorder = Recorder(config).start()
+    console.print(f"recording {bus} into [bold]{take}[/]; Ctrl-C stops"
+                  + ("" if recorder.connected.is_set() else " (no publisher yet; waiting for `avatar-bridge run`)"))
+    with console.status("") as live:
+        while not stop.is_set() and not recorder.finished.is_set():
+            s = recorder.summary
+            live.update(f"{s.frames} frames, {s.duration_s:.1f} s, gaps {s.gaps}")
+            stop.wait(0.25)
+    with user_errors(RecordingError):
+        summary = recorder.stop()
+    console.print(summary.describe(), highlight=False)
+
+
+def _record_via_daemon(take: Path, control: str, duration: Optional[float], overwrite: bool,
+                       stop: threading.Event) -> None:
+    from avatar_bridge.bus import control_request
+    with user_errors(TimeoutError):
+        reply = control_request({"cmd": "record.start", "path": str(take.resolve()), "overwrite": overwrite}, control)
+    if not reply.get("ok"):
+        hint = ("; this daemon has no recording commands, so record from here: drop --via-daemon"
+                if "unknown command" in str(reply.get("error")) else "")
+        raise fail(f"the daemon did not start recording: {reply.get('error')}{hint}")
+    console.print(f"the daemon is recording into [bold]{reply.get('path')}[/]; Ctrl-C stops")
+    stop.wait(duration)
+    with user_errors(TimeoutError):
+        reply = control_request({"cmd": "record.stop"}, control, timeout_ms=15000)
+    if not reply.get("ok"):
+        raise fail(f"record.stop failed: {reply.get('error')}")
+    console.print(reply.get("summary", reply), highlight=False)
+
+
+# --- replay --------------------------------------------------------------------------------------
+
+ADAPTER_FLAGS = ("vmc", "livelink", "vrchat", "ifacialmocap")
+
+
+def _adapter_options(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        name, dot, field = key.partition(".")
+        if not sep or not dot:
+            raise fail(f"bad --adapter-opt {pair!r}; use ADAPTER.FIELD=VALUE, e.g. vmc.port=39540")
+        parsed: Any = value
+        for cast in (int, float):
+            try:
+                parsed = cast(value)
+                break
+            except ValueError:
+                continue
+        out.setdefault(name, {})[field] = parsed
+    return out
+
+
+def replay(
+    take: Path = typer.Argument(..., help="A take (.abr) or a Live Link Face CSV."),
+    bus: str = BUS_OPTION,
+    control: str = CONTROL_OPTION,
+    speed: float = typer.Option(1.0, "--speed", help="Playback speed; 2 plays twice as fast."),
+    loop: bool = typer.Option(False, "--loop", help="Start again at the end, until Ctrl-C."),
+    start: Optional[str] = typer.Option(None, "--from", help="Start: seconds (2.5 or 2.5s) or a frame (150f)."),
+    end: Optional[str] = typer.Option(None, "--to", help="Stop before: seconds or a frame (half-open range)."),
+    vmc: bool = typer.Option(False, "--vmc", help="Also send straight to the VMC adapter."),
+    livelink: bool = typer.Option(False, "--livelink", help="Also send straight to the Live Link Face adapter."),
+    vrchat: bool = typer.Option(False, "--vrchat", help="Also send straight to the VRChat OSC adapter."),
+    ifacialmocap: bool = typer.Option(False, "--ifacialmocap", help="Also send straight to the iFacialMocap adapter."),
+    adapter_opt: list[str] = typer.Option([], "--adapter-opt", help="Adapter option, e.g. vmc.port=39540 (repeatable)."),
+    no_bus: bool = typer.Option(False, "--no-bus", help="Do not publish on the bus (adapters only)."),
+    salvage: bool = typer.Option(False, "--salvage", help=SALVAGE_HELP),
+) -> None:
+    """Publish a take on the bus at its original timing, so every subscriber treats it as live."""
+    from avatar_bridge.bus import BusConfig, BusError, BusPublisher, ControlServer
+
+    with user_errors(TakeError, LiveLinkCsvError, ReplayError):
+        t = load_take(take, salvage)
+        frames = select_frames(t.frames, TakePosition.parse(start) if start else None,
+                               TakePosition.parse(end) if end else None)
+    chosen = [n for n, on in zip(ADAPTER_FLAGS, (vmc, livelink, vrchat, ifacialmocap)) if on]
+    if no_bus and not chosen:
+        raise fail("--no-bus needs at least one adapter (--vmc, --livelink, --vrchat, --ifacialmocap)")
+    sinks, closers = [], []
+    publisher = server = None
+    with _stop_event() as stop, _closing(closers):
+        if chosen:
+            from avatar_bridge.adapters.runner import build_adapters
+            with user_errors(ValueError, OSError):
+                adapters = build_adapters(chosen, _adapter_options(adapter_opt))
+            sinks += [a.send for a in adapters]
+            closers += [a.close for a in adapters]
+        if not no_bus:
+            with user_errors(BusError):
+                publisher = BusPublisher(BusConfig(pub_endpoint=bus, control_endpoint=control))
+                closers.append(publisher.close)
+                sinks.append(publisher.publish_face)
+        with user_errors(ReplayError):
+            replayer = Replayer(frames, ReplayConfig(speed=speed, loop=loop), sinks)
+        if publisher is not None:
+            status = lambda req=None: {"source": f"replay:{take.name}", "fps": 1 / replayer.frame_interval * speed,  # noqa: E731
+                                       "frames_published": publisher.seq, "replay": True}
+            with user_errors(BusError):
+                server = ControlServer(BusConfig(pub_endpoint=bus, control_endpoint=control),
+                                       {"status": status, "ping": lambda req: {"pong": True}})
+            closers.append(server.close)
+        next_status = [0.0]
+
+        def idle() -> None:
+            if server is not None:
+                server.poll_once(0)
+                if time.monotonic() >= next_status[0]:
+                    publisher.publish_status(status())
+                    next_status[0] = time.monotonic() + 1.0
+
+        where = ", ".join(([f"bus {bus}"] if publisher else []) + chosen)
+        console.print(f"replaying {len(frames)} frames of [bold]{take.name}[/] "
+                      f"({frames[-1].t - frames[0].t:.1f} s at {speed:g}x{', looped' if loop else ''}) to {where}; "
+                      "Ctrl-C stops")
+        time.sleep(0.3 if publisher else 0.0)  # let subscribers that are already waiting connect first
+        summary = replayer.run(stop, idle)
+    console.print(f"sent {summary.frames_sent} frames in {summary.duration_s:.1f} s"
+                  + (f" ({summary.passes} passes)" if loop else "")
+                  + (f"; {summary.late} sent late (max {summary.max_late_s * 1000:.0f} ms)" if summary.late else ""))
+
+
+# --- process -------------------------------------------------------------------------------------
+
+
+def _count_frames(path: Path, fps: float) -> int | None:
+    import cv2
+    from avatar_bridge.sources import IMAGE_SUFFIXES
+    if path.is_dir():
+        return sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    cap = cv2.VideoCapture(str(path))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    cap.release()
+    return n or None
+
+
+def _build_chain(smoothing: bool, calibration: bool, profile_name: Optional[str]) -> tuple[Any, Any]:
+    """(signal chain, profile) for ``process``; the chain is None only if the module is unavailable."""
+    try:
+        from avatar_bridge.signal_chain import SignalChain, SignalChainConfig
+    except ImportError:  # the signal chain ships separately in some trees; process raw estimator output then
+        return None, None
+    profile = _load_profile(profile_name) if calibration else None
+    return SignalChain(SignalChainConfig(smoothing=smoothing, calibration=calibration), profile), profile
+
+
+def run_process(source_path: Path, out: Path, fps: float = 30.0, estimator: str = "auto",
+                smoothing: bool = True, calibration: bool = True, profile_name: Optional[str] = None,
+                max_frames: Optional[int] = None, overwrite: bool = False, progress: bool = True,
+                csv_config: LiveLinkCsvConfig = LiveLinkCsvConfig()) -> dict[str, Any]:
+    """Run tracker, estimator and signal chain over a video or image folder as fast as possible,
+    writing a take or (for ``.csv``) a Live Link Face CSV with one row per frame. Returns a summary."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    from avatar_bridge.pipeline import Pipeline, PipelineConfig
+    from avatar_bridge.sources import SourceConfig, open_source
+
+    if out.exists() and not overwrite:
+        raise TakeError(f"{out} already exists; pick another name or pass --overwrite")
+    source = open_source(SourceConfig(spec=str(source_path), realtime=False, fps=fps))
+    chain, profile = _build_chain(smoothing, calibration, profile_name)
+    pipeline = Pipeline.create(PipelineConfig(estimator=estimator), chain)
+    total = _count_frames(source_path, fps)
+    if max_frames is not None:
+        total = min(total or max_frames, max_frames)
+    header = TakeHeader(fps=float(source.fps), source=str(source_path), start_time=now_iso(),
+                        profile=profile_to_header(profile),
+                        extra={"estimator": pipeline.estimator.name, "smoothing": smoothing,
+                               "calibration": calibration, "signal_chain": chain is not None})
+    is_csv = out.suffix.lower() == ".csv"
+    frames = faces = 0
+    started = time.perf_counter()
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]:>6.1f} fps"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn()]
+    if is_csv:
+        fh = open(out, "w", newline="", encoding="utf-8")
+        csv_writer = LiveLinkCsvWriter(fh, _dt.datetime.now().astimezone(), csv_config)
+    else:
+        take_writer = TakeWriter(out, header, TakeWriterConfig(overwrite=True))
+    try:
+        with Progress(*columns, console=err_console, disable=not progress, transient=False) as bar:
+            task = bar.add_task(source_path.name, total=total, rate=0.0)
+            for frame in source.frames():
+                if max_frames is not None and frames >= max_frames:
+                    break
+                state, _ = pipeline.process(frame)
+                if is_csv:
+                    csv_writer.write(state, frame.t_capture)
+                else:
+                    take_writer.write(state, frame.index, frame.t_capture)
+                frames += 1
+                faces += int(state.face_present)
+                bar.update(task, advance=1, rate=frames / max(1e-9, time.perf_counter() - started))
+    finally:
+        pipeline.close()
+        if is_csv:
+            fh.close()
+        else:
+            take_writer.close({"faces": faces, "estimator": pipeline.estimator.name})
+    elapsed = time.perf_counter() - started
+    return {"frames": frames, "faces": faces, "seconds": elapsed, "fps": frames / elapsed if elapsed else 0.0,
+            "out": str(out), "kind": "csv" if is_csv else "take", "estimator": pipeline.estimator.name,
+            "signal_chain": chain is not None}
+
+
+def _on_off(value: str, flag: str) -> bool:
+    if value.lower() not in ("on", "off"):
+        raise fail(f"{flag} takes on or off, got {value!r}")
+    return value.lower() == "on"
+
+
+def process(
+    source: Path = typer.Argument(..., help="A video file or a folder of images (read in sorted name order)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output: NAME.csv for Live Link Face CSV, anything else a take."),
+    fps: float = typer.Option(30.0, "--fps", help="Frame rate of an image folder (a video keeps its own timing)."),
+    estimator: str = typer.Option("auto", "--estimator", "-e", help=ESTIMATOR_HELP),
+    smoothing: str = typer.Option("on", "--smoothing", help="One Euro smoothing: on or off."),
+    calibration: str = typer.Option("on", "--calibration", help="Apply the calibration profile: on or off."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Calibration profile name (default: 'default' if saved)."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    no_tracking_columns: bool = typer.Option(False, "--no-tracking-columns",
+                                             help="CSV: write only the app's columns (no FaceDetected/Confidence)."),
+) -> None:
+    """Run the full pipeline over a video or image folder as fast as possible, into a take or a CSV."""
+    from avatar_bridge.pipeline import EstimatorError
+    from avatar_bridge.sources import SourceError
+
+    smooth, calib = _on_off(smoothing, "--smoothing"), _on_off(calibration, "--calibration")
+    with user_errors(TakeError, SourceError, EstimatorError, OSError):
+        report = run_process(source, out, fps, estimator, smooth, calib, profile, max_frames, overwrite,
+                             csv_config=LiveLinkCsvConfig(tracking_columns=not no_tracking_columns))
+    console.print(f"wrote {report['frames']} frames ({report['faces']} with a face) to {out} as a {report['kind']} "
+                  f"in {report['seconds']:.1f} s ({report['fps']:.1f} frames/s, estimator {report['estimator']}"
+                  + ("" if report["signal_chain"] else ", no signal chain") + ")", highlight=False)
+
+
+# --- plot, convert, inspect ----------------------------------------------------------------------
+
+
+def plot(
+    take: Path = typer.Argument(..., help="A take (.abr) or a Live Link Face CSV."),
+    out: Path = typer.Option(Path("take.png"), "--out", "-o", help="PNG to write."),
+    shapes: Optional[str] = typer.Option(None, "--shapes", help="Comma-separated shapes (default: those that moved most)."),
+    top: int = typer.Option(6, "--top", help="How many of the most-moving shapes, without --shapes."),
+    size: str = typer.Option("1600x900", "--size", help="Image size in pixels, WIDTHxHEIGHT."),
+    salvage: bool = typer.Option(False, "--salvage", help=SALVAGE_HELP),
+) -> None:
+    """Draw blendshape curves and head rotation over time, with blinks marked, to a PNG."""
+    with user_errors(TakeError, LiveLinkCsvError, PlotError):
+        width, height = parse_size(size)
+        result = plot_take(load_take(take, salvage), out,
+                           PlotConfig(shapes=parse_shapes(shapes), top=top, width_px=width, height_px=height))
+    console.print(f"wrote {out} ({width}x{height}): {', '.join(result.shapes)}; {len(result.blinks)} blinks",
+                  highlight=False)
+
+
+def convert(
+    src: Path = typer.Argument(..., help="A take (.abr) or a Live Link Face CSV."),
+    dst: Path = typer.Argument(..., help="NAME.csv writes Live Link Face CSV; anything else a take."),
+    salvage: bool = typer.Option(False, "--salvage", help=SALVAGE_HELP + " Writes only the good frames."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    timecode_fps: int = typer.Option(60, "--timecode-fps", help="CSV timecode rate: 60 (the app's default) or 30."),
+    no_tracking_columns: bool = typer.Option(False, "--no-tracking-columns",
+                                             help="CSV: write only the app's columns (no FaceDetected/Confidence)."),
+) -> None:
+    """Convert between takes and Live Link Face CSV (or copy the good part of a damaged take)."""
+    if dst.exists() and not overwrite:
+        raise fail(f"{dst} already exists; pick another name or pass --overwrite")
+    if src.resolve() == dst.resolve():
+        raise fail("the output must be a different file from the input; the original is never modified")
+    with user_errors(TakeError, LiveLinkCsvError, OSError):
+        t = load_take(src, salvage)
+        if dst.suffix.lower() == ".csv":
+            rows = export_csv(t, dst, LiveLinkCsvConfig(timecode_fps=timecode_fps,
+                                                        tracking_columns=not no_tracking_columns))
+        else:
+            note = {"converted_from": src.name, **({"salvaged": True} if t.damage else {})}
+            header = replace(t.header, extra={**t.header.extra, **note})
+            write_take(dst, t.frames, header, overwrite=overwrite)
+            rows = len(t.frames)
+    console.print(f"wrote {rows} frames to {dst}")
+
+
+def inspect(
+    take: Path = typer.Argument(..., help="A take (.abr) or a Live Link Face CSV."),
+    salvage: bool = typer.Option(False, "--salvage", help="Report a damaged take's readable part instead of failing."),
+) -> None:
+    """Describe a take: header, frames, duration, rate, seq gaps, and whether it ended cleanly."""
+    with user_errors(TakeError, LiveLinkCsvError):
+        t = load_take(take, salvage)
+    h = t.header
+    rate = (len(t) - 1) / t.duration_s if t.duration_s > 0 else 0.0
+    console.print(f"[bold]{take.name}[/]  format v{h.version}  source {h.source or '?'}  started {h.start_time or '?'}")
+    console.print(f"{len(t)} frames, {t.duration_s:.2f} s, {rate:.1f} fps measured ({h.fps:g} nominal), "
+                  f"{int(t.present.sum()) if len(t) else 0} with a face, seq gaps {t.seq_gaps()}", highlight=False)
+    if h.profile:
+        console.print(f"calibration profile: {h.profile.get('name', '?')}")
+    if t.end is None and take.suffix.lower() != ".csv":
+        console.print("[yellow]no end record: the writer was stopped abruptly (crash or kill); "
+                      "everything up to its last flush is here[/]")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (record, replay, process, plot, convert, inspect):
+        app.command()(command)

@@ -1,0 +1,138 @@
+"""Replay a take at its original timing into sinks: the bus (``BusPublisher.publish_face``) so every
+subscriber treats it as live, and/or adapters' ``send`` directly.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from avatar_bridge.takes import TakeFrame
+from avatar_bridge.types import FaceState
+
+Sink = Callable[[FaceState], Any]
+
+_POSITION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|f)?\s*$")
+
+
+class ReplayError(ValueError):
+    """A replay range or option that cannot be honoured; the text says what is accepted."""
+
+
+@dataclass(frozen=True)
+class TakePosition:
+    """A point in a take: ``value`` seconds from its first frame, or a frame index when ``frames``."""
+
+    value: float
+    frames: bool = False
+
+    @staticmethod
+    def parse(text: str) -> "TakePosition":
+        """"2.5" or "2.5s" is seconds from the start; "150f" is frame 150 (0-based)."""
+        m = _POSITION.match(text)
+        if not m or (m.group(2) == "f" and "." in m.group(1)):
+            raise ReplayError(f"cannot read position {text!r}; use seconds like 2.5 or 2.5s, or a frame like 150f")
+        return TakePosition(float(m.group(1)), frames=m.group(2) == "f")
+
+    def index(self, times: np.ndarray) -> int:
+        """The first frame at or after this position (len(times) if past the end)."""
+        if self.frames:
+            return min(int(self.value), len(times))
+        return int(np.searchsorted(times - times[0], self.value - 1e-9, side="left")) if len(times) else 0
+
+
+def select_frames(frames: Sequence[TakeFrame], start: TakePosition | None = None,
+                  end: TakePosition | None = None) -> list[TakeFrame]:
+    """Frames in [start, end): half-open, so ``--from 2s --to 4s`` then ``--from 4s`` splits a take cleanly."""
+    times = np.array([f.t for f in frames], np.float64)
+    a = start.index(times) if start else 0
+    b = end.index(times) if end else len(frames)
+    if a >= b:
+        raise ReplayError(f"the range selects no frames (frames {a} to {b} of {len(frames)}, "
+                          f"{times[-1] - times[0] if len(times) else 0:.2f} s); check --from/--to")
+    return list(frames[a:b])
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    speed: float = 1.0            # 2.0 plays twice as fast
+    loop: bool = False            # start again after the last frame, until stopped
+
+
+@dataclass
+class ReplaySummary:
+    frames_sent: int = 0
+    passes: int = 0
+    late: int = 0                 # frames sent more than one frame interval after their time
+    max_late_s: float = 0.0
+    duration_s: float = 0.0
+
+
+class Replayer:
+    """Sends frames to every sink at their recorded spacing (divided by ``speed``). A frame that is
+    due late is sent at once, never skipped; ``t_capture``/``t_publish`` are restamped to now."""
+
+    def __init__(self, frames: Sequence[TakeFrame], config: ReplayConfig, sinks: Sequence[Sink]) -> None:
+        if not frames:
+            raise ReplayError("the take has no frames to replay")
+        if config.speed <= 0:
+            raise ReplayError(f"--speed must be > 0, got {config.speed}")
+        self.frames = list(frames)
+        self.config = config
+        self.sinks = list(sinks)
+        times = np.array([f.t for f in self.frames], np.float64)
+        self._offsets = times - times[0]
+        steps = np.diff(times)
+        self.frame_interval = float(np.median(steps)) if len(steps) else 1 / 60
+        self.summary = ReplaySummary()
+
+    def run(self, stop: threading.Event | None = None, idle: Callable[[], None] | None = None) -> ReplaySummary:
+        """Play until the end (or forever with ``loop``) or until ``stop`` is set. ``idle`` is called
+        at least every 20 ms while waiting, e.g. to serve a control socket."""
+        stop = stop or threading.Event()
+        pass_len = self._offsets[-1] + self.frame_interval
+        start = time.monotonic()
+        tolerance = self.frame_interval / self.config.speed
+        s = self.summary
+        while not stop.is_set():
+            base = start + s.passes * pass_len / self.config.speed
+            for frame, offset in zip(self.frames, self._offsets):
+                due = base + offset / self.config.speed
+                if not self._wait_until(due, stop, idle):
+                    break
+                now = time.monotonic()
+                late = now - due
+                if late > tolerance:
+                    s.late += 1
+                s.max_late_s = max(s.max_late_s, late)
+                state = replace(frame.state, t_capture=due, t_publish=now)
+                for sink in self.sinks:
+                    sink(state)
+                s.frames_sent += 1
+            else:
+                s.passes += 1
+                if self.config.loop:
+                    continue
+            break
+        s.duration_s = time.monotonic() - start
+        return s
+
+    @staticmethod
+    def _wait_until(due: float, stop: threading.Event, idle: Callable[[], None] | None) -> bool:
+        while True:
+            if stop.is_set():
+                return False
+            left = due - time.monotonic()
+            if left <= 0:
+                return True
+            if idle is not None:
+                idle()
+                left = due - time.monotonic()
+                if left <= 0:
+                    return True
+            time.sleep(min(left, 0.02))
