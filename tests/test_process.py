@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar_bridge.cli.take_commands import run_process
+from avatar_bridge.process import run_process
 from avatar_bridge.live_link_csv import import_csv
 from avatar_bridge.sources import demo_clip_path
 from avatar_bridge.takes import read_take
@@ -29,7 +29,7 @@ def no_user_profile(tmp_path, monkeypatch):
 def test_process_writes_one_csv_row_per_frame_and_jaw_open_follows_the_truth(tmp_path):
     truth = np.load(TRUTH)["blendshapes"][:, 17]
     out = tmp_path / "demo.csv"
-    report = run_process(demo_clip_path(), out, progress=False)
+    report = run_process(demo_clip_path(), out, progress=False, profile_dir=tmp_path / "profiles")
     assert report["frames"] == len(truth) == len(import_csv(out))
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -48,7 +48,7 @@ def test_process_writes_one_csv_row_per_frame_and_jaw_open_follows_the_truth(tmp
 def test_process_to_a_take_keeps_frames_aligned_with_media_time(tmp_path):
     truth = np.load(TRUTH)["blendshapes"][:90, 17]
     out = tmp_path / "demo.abr"
-    run_process(demo_clip_path(), out, estimator="geometry", smoothing=False, max_frames=90, progress=False)
+    run_process(demo_clip_path(), out, estimator="geometry", smoothing=False, max_frames=90, progress=False, profile_dir=tmp_path / "profiles")
     take = read_take(out)
     assert len(take) == 90 and take.complete
     assert [f.seq for f in take.frames] == list(range(90))
@@ -62,7 +62,7 @@ def test_process_to_a_take_keeps_frames_aligned_with_media_time(tmp_path):
 
 def test_an_image_folder_gets_a_row_per_image_with_no_face_rows_marked(face_and_blank_dir: Path, tmp_path):
     out = tmp_path / "faces.csv"
-    run_process(face_and_blank_dir, out, fps=24.0, estimator="geometry", progress=False)
+    run_process(face_and_blank_dir, out, fps=24.0, estimator="geometry", progress=False, profile_dir=tmp_path / "profiles")
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 15
@@ -75,5 +75,5 @@ def test_process_refuses_to_overwrite_its_output(face_and_blank_dir: Path, tmp_p
     out = tmp_path / "x.abr"
     out.write_bytes(b"precious")
     with pytest.raises(TakeError, match="already exists"):
-        run_process(face_and_blank_dir, out, progress=False)
+        run_process(face_and_blank_dir, out, progress=False, profile_dir=tmp_path / "profiles")
     assert out.read_bytes() == b"precious"

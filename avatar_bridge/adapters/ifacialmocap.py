@@ -51,6 +51,7 @@ class IFacialMocapConfig:
     port: int = 49983
     rate_hz: float = 60.0
     listen_port: int | None = None   # e.g. 49983 on a machine where the receiving app is elsewhere
+    listen_host: str = "127.0.0.1"   # loopback unless told: "0.0.0.0" to hear an app on another machine
 
 
 def encode_ifacialmocap(state: FaceState) -> bytes:
@@ -78,7 +79,7 @@ class IFacialMocapSender:
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
         if config.listen_port is not None:
-            sock = bind_udp("ifacialmocap", "0.0.0.0", config.listen_port, log)
+            sock = bind_udp("ifacialmocap", config.listen_host, config.listen_port, log)
             if sock is not None:
                 sock.settimeout(0.2)
                 self._listener = threading.Thread(target=self._listen, args=(sock,), daemon=True,

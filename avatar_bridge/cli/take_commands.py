@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import signal
 import threading
 import time
@@ -13,13 +12,13 @@ from typing import Any, Iterator, Optional
 
 import typer
 
-from avatar_bridge.cli.common import BUS_OPTION, CONTROL_OPTION, console, err_console, fail, user_errors
-from avatar_bridge.live_link_csv import LiveLinkCsvConfig, LiveLinkCsvError, LiveLinkCsvWriter, export_csv, import_csv
+from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, PROFILE_OPTION,
+                                      SMOOTHING_OPTION, console, err_console, fail, on_off, user_errors)
+from avatar_bridge.live_link_csv import LiveLinkCsvConfig, LiveLinkCsvError, export_csv, import_csv
 from avatar_bridge.plot import PlotConfig, PlotError, parse_shapes, parse_size, plot_take
 from avatar_bridge.recorder import Recorder, RecorderConfig, RecordingError
 from avatar_bridge.replay import ReplayConfig, ReplayError, Replayer, TakePosition, select_frames
-from avatar_bridge.takes import (Take, TakeError, TakeHeader, TakeWriter, TakeWriterConfig, now_iso,
-                                 profile_to_header, read_take, write_take)
+from avatar_bridge.takes import Take, TakeError, TakeWriterConfig, profile_to_header, read_take, write_take
 
 SALVAGE_HELP = "Keep the readable part of a damaged take instead of stopping with an error."
 ESTIMATOR_HELP = "auto (shipped neural model, else geometry), neural, or geometry."
@@ -239,102 +238,14 @@ def replay(
 # --- process -------------------------------------------------------------------------------------
 
 
-def _count_frames(path: Path, fps: float) -> int | None:
-    import cv2
-    from avatar_bridge.sources import IMAGE_SUFFIXES
-    if path.is_dir():
-        return sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    cap = cv2.VideoCapture(str(path))
-    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    cap.release()
-    return n or None
-
-
-def _build_chain(smoothing: bool, calibration: bool, profile_name: Optional[str]) -> tuple[Any, Any]:
-    """(signal chain, profile) for ``process``; the chain is None only if the module is unavailable."""
-    try:
-        from avatar_bridge.signal_chain import SignalChain, SignalChainConfig
-    except ImportError:  # the signal chain ships separately in some trees; process raw estimator output then
-        return None, None
-    profile = _load_profile(profile_name) if calibration else None
-    return SignalChain(SignalChainConfig(smoothing=smoothing, calibration=calibration), profile), profile
-
-
-def run_process(source_path: Path, out: Path, fps: float = 30.0, estimator: str = "auto",
-                smoothing: bool = True, calibration: bool = True, profile_name: Optional[str] = None,
-                max_frames: Optional[int] = None, overwrite: bool = False, progress: bool = True,
-                csv_config: LiveLinkCsvConfig = LiveLinkCsvConfig()) -> dict[str, Any]:
-    """Run tracker, estimator and signal chain over a video or image folder as fast as possible,
-    writing a take or (for ``.csv``) a Live Link Face CSV with one row per frame. Returns a summary."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
-    from avatar_bridge.pipeline import Pipeline, PipelineConfig
-    from avatar_bridge.sources import SourceConfig, open_source
-
-    if out.exists() and not overwrite:
-        raise TakeError(f"{out} already exists; pick another name or pass --overwrite")
-    source = open_source(SourceConfig(spec=str(source_path), realtime=False, fps=fps))
-    chain, profile = _build_chain(smoothing, calibration, profile_name)
-    pipeline = Pipeline.create(PipelineConfig(estimator=estimator), chain)
-    total = _count_frames(source_path, fps)
-    if max_frames is not None:
-        total = min(total or max_frames, max_frames)
-    header = TakeHeader(fps=float(source.fps), source=str(source_path), start_time=now_iso(),
-                        profile=profile_to_header(profile),
-                        extra={"estimator": pipeline.estimator.name, "smoothing": smoothing,
-                               "calibration": calibration, "signal_chain": chain is not None})
-    is_csv = out.suffix.lower() == ".csv"
-    frames = faces = 0
-    started = time.perf_counter()
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]:>6.1f} fps"), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn()]
-    if is_csv:
-        fh = open(out, "w", newline="", encoding="utf-8")
-        csv_writer = LiveLinkCsvWriter(fh, _dt.datetime.now().astimezone(), csv_config)
-    else:
-        take_writer = TakeWriter(out, header, TakeWriterConfig(overwrite=True))
-    try:
-        with Progress(*columns, console=err_console, disable=not progress, transient=False) as bar:
-            task = bar.add_task(source_path.name, total=total, rate=0.0)
-            for frame in source.frames():
-                if max_frames is not None and frames >= max_frames:
-                    break
-                state, _ = pipeline.process(frame)
-                if is_csv:
-                    csv_writer.write(state, frame.t_capture)
-                else:
-                    take_writer.write(state, frame.index, frame.t_capture)
-                frames += 1
-                faces += int(state.face_present)
-                bar.update(task, advance=1, rate=frames / max(1e-9, time.perf_counter() - started))
-    finally:
-        pipeline.close()
-        if is_csv:
-            fh.close()
-        else:
-            take_writer.close({"faces": faces, "estimator": pipeline.estimator.name})
-    elapsed = time.perf_counter() - started
-    return {"frames": frames, "faces": faces, "seconds": elapsed, "fps": frames / elapsed if elapsed else 0.0,
-            "out": str(out), "kind": "csv" if is_csv else "take", "estimator": pipeline.estimator.name,
-            "signal_chain": chain is not None}
-
-
-def _on_off(value: str, flag: str) -> bool:
-    if value.lower() not in ("on", "off"):
-        raise fail(f"{flag} takes on or off, got {value!r}")
-    return value.lower() == "on"
-
-
 def process(
     source: Path = typer.Argument(..., help="A video file or a folder of images (read in sorted name order)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output: NAME.csv for Live Link Face CSV, anything else a take."),
     fps: float = typer.Option(30.0, "--fps", help="Frame rate of an image folder (a video keeps its own timing)."),
     estimator: str = typer.Option("auto", "--estimator", "-e", help=ESTIMATOR_HELP),
-    smoothing: str = typer.Option("on", "--smoothing", help="One Euro smoothing: on or off."),
-    calibration: str = typer.Option("on", "--calibration", help="Apply the calibration profile: on or off."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Calibration profile name (default: 'default' if saved)."),
+    smoothing: str = SMOOTHING_OPTION,
+    calibration: str = CALIBRATION_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     no_tracking_columns: bool = typer.Option(False, "--no-tracking-columns",
@@ -342,15 +253,17 @@ def process(
 ) -> None:
     """Run the full pipeline over a video or image folder as fast as possible, into a take or a CSV."""
     from avatar_bridge.pipeline import EstimatorError
+    from avatar_bridge.process import run_process
+    from avatar_bridge.profile import ProfileError
     from avatar_bridge.sources import SourceError
 
-    smooth, calib = _on_off(smoothing, "--smoothing"), _on_off(calibration, "--calibration")
-    with user_errors(TakeError, SourceError, EstimatorError, OSError):
+    smooth, calib = on_off(smoothing, "--smoothing"), on_off(calibration, "--calibration")
+    with user_errors(TakeError, SourceError, EstimatorError, ProfileError, OSError):
         report = run_process(source, out, fps, estimator, smooth, calib, profile, max_frames, overwrite,
                              csv_config=LiveLinkCsvConfig(tracking_columns=not no_tracking_columns))
     console.print(f"wrote {report['frames']} frames ({report['faces']} with a face) to {out} as a {report['kind']} "
-                  f"in {report['seconds']:.1f} s ({report['fps']:.1f} frames/s, estimator {report['estimator']}"
-                  + ("" if report["signal_chain"] else ", no signal chain") + ")", highlight=False)
+                  f"in {report['seconds']:.1f} s ({report['fps']:.1f} frames/s, estimator {report['estimator']})",
+                  highlight=False)
 
 
 # --- plot, convert, inspect ----------------------------------------------------------------------
