@@ -65,8 +65,8 @@ class FileSource:
             if not ok:
                 raise SourceError(f"cannot decode {path} as a video; is it a video file (mp4, mkv, avi, mov)?")
         else:
-            raise SourceError(f"no such file or folder: {path}. Use --source demo, camera:0, a video "
-                              "file or an image folder")
+            raise SourceError(f"no such file or folder: {path}. Give a video file or a folder of images "
+                              "(`run --source` also takes demo and camera:N)")
 
     def _raw(self) -> Iterator[tuple[np.ndarray, float]]:
         """(BGR image, media time in seconds) for one pass over the file."""
