@@ -22,22 +22,22 @@ class GeometryConfig:
     """(rest, full) pairs: the feature value at weight 0 and at weight 1. Distances are in units of
     the outer eye-corner span; tuned on ICT-FaceKit renders through MediaPipe."""
 
-    eye_open: tuple[float, float] = (0.34, 0.07)      # eye aspect ratio: open -> closed
-    eye_wide: tuple[float, float] = (0.35, 0.46)
+    eye_open: tuple[float, float] = (0.36, 0.10)      # eye aspect ratio: open -> closed
+    eye_wide: tuple[float, float] = (0.39, 0.48)
     jaw_open: tuple[float, float] = (0.02, 0.42)      # inner lip gap
     smile: tuple[float, float] = (-0.012, 0.07)       # corner height above the lip midline, jaw removed
     frown: tuple[float, float] = (-0.016, -0.05)
     stretch: tuple[float, float] = (0.56, 0.66)       # mouth width
     pucker: tuple[float, float] = (0.54, 0.47)
     funnel_gap: tuple[float, float] = (0.03, 0.16)    # lip gap of a funnel (puckered, open)
-    brow_inner_up: tuple[float, float] = (0.315, 0.36)  # brow height above the eye line, blink removed
-    brow_outer_up: tuple[float, float] = (0.203, 0.226)
-    brow_down: tuple[float, float] = (0.281, 0.253)
+    brow_inner_up: tuple[float, float] = (0.33, 0.39)  # brow height above the eye line, blink removed
+    brow_outer_up: tuple[float, float] = (0.20, 0.25)
+    brow_down: tuple[float, float] = (0.27, 0.24)
     # MediaPipe's mesh couples points: an opening jaw lowers the lip midline (reads as a smile) and
     # a closing lid lifts the brow points; these slopes undo that (measured on ICT-FaceKit renders).
     jaw_to_lift: float = 0.18
     lid_to_brow: float = 0.18
-    ear_rest: float = 0.34
+    ear_rest: float = 0.36
     gaze_yaw_max: float = 0.6                         # radians at the eye corner
     gaze_pitch_max: float = 0.45
     head_pose: HeadPoseConfig = HeadPoseConfig()
@@ -56,20 +56,32 @@ class GeometryEstimator:
     def __init__(self, config: GeometryConfig = GeometryConfig()) -> None:
         self.config = config
         self._pose = HeadPoseSolver(config.head_pose)
+        self._canonical, self._rigid = lm.load_canonical_face()
 
     def reset(self) -> None:
         self._pose.reset()
 
-    @staticmethod
-    def face_points(observation: FaceObservation) -> np.ndarray:
-        """Landmarks in a face frame: x along the eye line, y down, unit = outer eye-corner span."""
+    def face_points(self, observation: FaceObservation) -> np.ndarray:
+        """Landmarks turned to face the camera: (478, 2) with x towards the performer's left, y down,
+        origin between the outer eye corners, unit = the outer eye-corner span.
+
+        MediaPipe's (x, y, z) is close to a weak-perspective 3D face. Fitting the canonical face's
+        rigid points to it (Kabsch, with scale) gives the face's apparent rotation without knowing
+        the camera's focal length, and undoing it makes the distances below nearly independent of
+        where the head points; measured in the raw image they shrink and grow with pitch and yaw.
+        """
         h, w = observation.frame.image.shape[:2]
-        px = observation.landmarks[:, :2] * np.array([w, h], np.float32)
-        r_eye, l_eye = px[lm.R_EYE_OUTER], px[lm.L_EYE_OUTER]
-        span = float(np.linalg.norm(l_eye - r_eye)) or 1.0
-        ex = (l_eye - r_eye) / span
-        ey = np.array([-ex[1], ex[0]])
-        return (px - (r_eye + l_eye) / 2) @ np.stack([ex, ey], 1) / span
+        p = observation.landmarks * np.array([w, h, w], np.float32)
+        p = p * np.array([1.0, -1.0, -1.0], np.float32)          # image axes -> camera axes
+        a = self._canonical[self._rigid]
+        b = p[self._rigid]
+        a0, b0 = a - a.mean(0), b - b.mean(0)
+        u, _, vt = np.linalg.svd(b0.T @ a0)
+        d = np.sign(np.linalg.det(u @ vt))
+        rot = u @ np.diag([1.0, 1.0, d]) @ vt                     # head axes -> camera axes
+        p = (p - p[[lm.R_EYE_OUTER, lm.L_EYE_OUTER]].mean(0)) @ rot   # row-wise R^T p
+        span = float(np.linalg.norm(p[lm.L_EYE_OUTER] - p[lm.R_EYE_OUTER])) or 1.0
+        return p[:, :2] * np.array([1.0, -1.0], np.float32) / span
 
     @staticmethod
     def features(pts: np.ndarray) -> dict[str, float]:
@@ -105,6 +117,7 @@ class GeometryEstimator:
         c = self.config
         frame = observation.frame
         h, w = frame.image.shape[:2]
+        pose = self._pose.solve(observation.landmarks, w, h)
         pts = self.face_points(observation)
         f = self._corrected(self.features(pts))
         bs = np.zeros(len(ARKIT_BLENDSHAPES), np.float32)
@@ -144,7 +157,6 @@ class GeometryEstimator:
             put(f"eyeLookUp{side}", max(pitch / c.gaze_pitch_max, 0.0))
             put(f"eyeLookDown{side}", max(-pitch / c.gaze_pitch_max, 0.0))
 
-        pose = self._pose.solve(observation.landmarks, w, h)
         return FaceState(
             blendshapes=np.clip(bs, 0.0, 1.0),
             head_rotation=pose.rotation,
