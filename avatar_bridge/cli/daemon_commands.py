@@ -13,9 +13,9 @@ from rich.table import Table
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.bus import BusError, BusSubscriber
-from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, LINK_BLINKS_OPTION,
-                                      MIRROR_OPTION, PROFILE_OPTION, SMOOTHING_OPTION, console, fail,
-                                      signal_overrides, user_errors)
+from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
+                                      LINK_BLINKS_OPTION, MIRROR_OPTION, PROFILE_OPTION, SMOOTHING_OPTION,
+                                      console, fail, signal_overrides, user_errors)
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
 from avatar_bridge.daemon import Daemon, DaemonConfig
 from avatar_bridge.pipeline import EstimatorError
@@ -24,7 +24,6 @@ from avatar_bridge.sources import SourceError, list_cameras
 from avatar_bridge import wire
 
 SOURCE_HELP = "demo (built-in clip), camera:N, a video file, or a folder of images."
-ESTIMATOR_HELP = "auto (shipped neural model, else geometry), neural, or geometry."
 
 
 def daemon_config(config: Optional[Path], overrides: dict) -> DaemonConfig:

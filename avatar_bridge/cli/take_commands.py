@@ -12,8 +12,9 @@ from typing import Any, Iterator, Optional
 
 import typer
 
-from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, PROFILE_OPTION,
-                                      SMOOTHING_OPTION, console, err_console, fail, on_off, user_errors)
+from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
+                                      PROFILE_OPTION, SMOOTHING_OPTION, console, err_console, fail, on_off,
+                                      user_errors)
 from avatar_bridge.live_link_csv import LiveLinkCsvConfig, LiveLinkCsvError, export_csv, import_csv
 from avatar_bridge.plot import PlotConfig, PlotError, parse_shapes, parse_size, plot_take
 from avatar_bridge.recorder import Recorder, RecorderConfig, RecordingError
@@ -21,7 +22,6 @@ from avatar_bridge.replay import ReplayConfig, ReplayError, Replayer, TakePositi
 from avatar_bridge.takes import Take, TakeError, TakeWriterConfig, profile_to_header, read_take, write_take
 
 SALVAGE_HELP = "Keep the readable part of a damaged take instead of stopping with an error."
-ESTIMATOR_HELP = "auto (shipped neural model, else geometry), neural, or geometry."
 
 
 @contextmanager

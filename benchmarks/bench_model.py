@@ -1,0 +1,66 @@
+"""Per-frame latency of the shipped blendshape network, fp32 vs int8, in one run.
+
+    python benchmarks/bench_model.py [--frames 2000] [--threads 1]
+
+"network" is one ``BlendshapeRunner.step`` (onnxruntime only); "estimator" is the whole
+``NeuralEstimator.estimate`` on a tracked real photograph (PnP + features + network + pose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def timings(fn, frames: int, warmup: int = 50) -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    ts = np.empty(frames)
+    for i in range(frames):
+        t0 = time.perf_counter()
+        fn()
+        ts[i] = time.perf_counter() - t0
+    return float(np.median(ts) * 1000), float(np.percentile(ts, 95) * 1000)
+
+
+def main(argv=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from avatar_bridge.estimators.neural import NeuralConfig, NeuralEstimator
+    from avatar_bridge.tracker import FaceTracker, TrackerConfig
+    from avatar_bridge.types import Frame
+    from blendshape_model import SHIPPED_MODEL, SHIPPED_MODEL_INT8
+    from blendshape_model.runner import RunnerConfig
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=2000)
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    a = p.parse_args(argv)
+
+    from skimage import data
+    with FaceTracker(TrackerConfig(static_image_mode=True)) as tracker:
+        obs = tracker.track(Frame(data.astronaut(), 0, 0.0, "bench"))
+    table = Table(title=f"blendshape model latency per frame ({platform.processor() or platform.machine()}, "
+                        f"{os.cpu_count()} cores, {a.threads} onnxruntime thread(s), {a.frames} frames)")
+    for col in ("model", "size MB", "network median ms", "network p95 ms", "estimator median ms", "estimator p95 ms"):
+        table.add_column(col, justify="right")
+    for label, path in (("fp32", SHIPPED_MODEL), ("int8", SHIPPED_MODEL_INT8)):
+        if not path.exists():
+            continue
+        est = NeuralEstimator(NeuralConfig(model_path=str(path), runner=RunnerConfig(threads=a.threads)))
+        crop = obs.crop
+        feats = np.random.default_rng(0).normal(0, 0.5, 1440).astype(np.float32)
+        net = timings(lambda: est.runner.step(crop, feats), a.frames)
+        full = timings(lambda: est.estimate(obs), a.frames)
+        table.add_row(label, f"{path.stat().st_size / 1e6:.2f}", f"{net[0]:.3f}", f"{net[1]:.3f}",
+                      f"{full[0]:.3f}", f"{full[1]:.3f}")
+    Console(width=140).print(table)
+
+
+if __name__ == "__main__":
+    main()

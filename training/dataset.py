@@ -1,0 +1,198 @@
+"""The tracker cache: rendered sequences run through the daemon's own tracker, stored once and
+reused by every training and evaluation run.
+
+``generate_chunk`` renders a few sequences, degrades them (``synth.Augmenter``), and runs
+``FaceTracker`` + ``HeadPoseSolver`` on each frame and on its horizontal flip (with mirrored
+labels), exactly as the daemon would. A chunk is one ``.npz`` in the cache folder; existing chunks
+are kept, so a run that stopped can go on and a bigger set reuses a smaller one. ``load_cache``
+reads a folder back as one ``SequenceSet``. numpy only (no torch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from blendshape_model.features import CROP_SIZE, FEATURE_DIM, landmark_features, rotation_6d
+
+CACHE_ROOT = Path(__file__).resolve().parents[1] / "cache" / "synth"
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """One cached set. Sequence ``i`` of a set depends only on (seed, i), whatever the worker count."""
+
+    out: str = str(CACHE_ROOT / "train")
+    sequences: int = 480
+    seed: int = 0
+    frames: int = 32
+    image_size: int = 192
+    chunk: int = 4                 # sequences per cache file
+    workers: int = 2
+    flip: bool = True              # also track the mirrored image (labels mirrored)
+
+
+@dataclass
+class SequenceSet:
+    """Cached sequences, all (S, T, ...) with S = sequences (flips included), T = frames."""
+
+    crops: np.ndarray              # (S, T, 96, 96, 3) uint8
+    features: np.ndarray           # (S, T, FEATURE_DIM) float32 (see blendshape_model.features)
+    found: np.ndarray              # (S, T) bool: the tracker found the face
+    blendshapes: np.ndarray        # (S, T, 52) truth
+    gaze: np.ndarray               # (S, T, 4) truth, radians (left yaw, pitch, right yaw, pitch)
+    head_quat: np.ndarray          # (S, T, 4) truth (x, y, z, w)
+    pnp_rot: np.ndarray            # (S, T, 3, 3) what the PnP solver said, head -> camera
+    landmarks: np.ndarray          # (S, T, 478, 3) raw tracker output (for the geometry baseline)
+    crop_transform: np.ndarray     # (S, T, 2, 3) image px -> crop px, as the tracker returned it
+    image_size: tuple[int, int]
+    seq_id: np.ndarray             # (S,) source sequence index
+    flipped: np.ndarray            # (S,) bool
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+
+# --- generation (runs in worker processes) -----------------------------------------------------
+
+_worker: dict = {}   # per-process renderer/trackers, built once by _init_worker (processes share nothing)
+
+
+def _init_worker(image_size: int) -> None:
+    os.environ.setdefault("LP_NUM_THREADS", "1")   # llvmpipe: one thread per worker process
+    from training.render import FaceModel, Renderer
+    _worker["renderer"] = Renderer(image_size, image_size, model=FaceModel.load())
+
+
+def _track_sequence(images: list[np.ndarray]) -> dict[str, np.ndarray]:
+    from avatar_bridge.head_pose import HeadPoseSolver
+    from avatar_bridge.tracker import FaceTracker, TrackerConfig
+    from avatar_bridge.types import Frame
+
+    T = len(images)
+    out = dict(crop=np.zeros((T, CROP_SIZE, CROP_SIZE, 3), np.uint8), landmarks=np.zeros((T, 478, 3), np.float32),
+               crop_transform=np.zeros((T, 2, 3), np.float32), found=np.zeros(T, bool),
+               pnp_rot=np.tile(np.eye(3, dtype=np.float32), (T, 1, 1)))
+    solver = HeadPoseSolver()
+    with FaceTracker(TrackerConfig(crop_size=CROP_SIZE)) as tracker:   # fresh per sequence: video mode
+        for k, img in enumerate(images):
+            obs = tracker.track(Frame(img, k, k / 30.0, "synth"))
+            if obs is None:
+                solver.reset()
+                continue
+            pose = solver.solve(obs.landmarks, img.shape[1], img.shape[0])
+            out["crop"][k], out["landmarks"][k], out["crop_transform"][k] = obs.crop, obs.landmarks, obs.crop_transform
+            out["pnp_rot"][k], out["found"][k] = pose.matrix, True
+    return out
+
+
+def generate_chunk(job: tuple[dict, int]) -> tuple[int, int, int]:
+    """Render, augment and track sequences [first, first + chunk); write one npz. Returns
+    (chunk index, frames written, faces found)."""
+    from training.synth import Augmenter, SequenceConfig, mirror_labels, sample_sequence
+
+    cfg_dict, index = job
+    cfg = GenerateConfig(**cfg_dict)
+    path = Path(cfg.out) / f"chunk_{index:05d}.npz"
+    if path.exists():
+        with np.load(path) as d:
+            return index, int(d["found"].size), int(d["found"].sum())
+    renderer = _worker["renderer"]
+    seqs: dict[str, list] = {}
+    first = index * cfg.chunk
+    for i in range(first, min(first + cfg.chunk, cfg.sequences)):
+        rng = np.random.default_rng([cfg.seed, i])
+        params = sample_sequence(rng, SequenceConfig(frames=cfg.frames))
+        augment = Augmenter(rng)
+        images, labels = [], dict(blendshapes=[], gaze=[], head_quat=[], head_pos=[])
+        for p in params:
+            r = renderer.render(p)
+            images.append(augment(r.image, r.landmarks68))
+            labels["blendshapes"].append(r.blendshapes)
+            labels["gaze"].append([*r.gaze_left, *r.gaze_right])
+            labels["head_quat"].append(r.head_rotation)
+            labels["head_pos"].append(r.head_position)
+        labels = {k: np.asarray(v, np.float32) for k, v in labels.items()}
+        variants = [(images, labels, False)]
+        if cfg.flip:
+            m = mirror_labels(labels["blendshapes"], labels["gaze"], labels["head_quat"], labels["head_pos"])
+            variants.append(([np.ascontiguousarray(im[:, ::-1]) for im in images],
+                             dict(zip(("blendshapes", "gaze", "head_quat", "head_pos"), m)), True))
+        for imgs, lab, flipped in variants:
+            tracked = _track_sequence(imgs)
+            for k, v in {**tracked, **lab, "seq_id": i, "flipped": flipped}.items():
+                seqs.setdefault(k, []).append(v)
+    arrays = {k: np.stack(v) for k, v in seqs.items()}
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, image_size=np.array([cfg.image_size, cfg.image_size]), **arrays)
+    tmp.rename(path)
+    return index, int(arrays["found"].size), int(arrays["found"].sum())
+
+
+def generate(cfg: GenerateConfig, progress: bool = True) -> dict:
+    """Fill ``cfg.out`` with chunks (skipping those already there) using ``cfg.workers`` processes."""
+    import multiprocessing as mp
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / "meta.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())["config"]
+        keep = ("seed", "frames", "image_size", "chunk", "flip")
+        if any(old[k] != asdict(cfg)[k] for k in keep):
+            raise ValueError(f"{out} holds a set made with {{{', '.join(f'{k}={old[k]}' for k in keep)}}}; "
+                             "use another --out or the same settings")
+    n_chunks = -(-cfg.sequences // cfg.chunk)
+    jobs = [(asdict(cfg), i) for i in range(n_chunks)]
+    frames = found = 0
+    t0 = time.time()
+    ctx = mp.get_context("spawn")     # fresh GL and MediaPipe state in every worker
+    with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg.image_size,)) as pool, \
+            Progress(TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+                     TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress) as bar:
+        task = bar.add_task("chunks", total=n_chunks)
+        for _, f, k in pool.imap_unordered(generate_chunk, jobs):
+            frames, found = frames + f, found + k
+            bar.advance(task)
+    summary = dict(config=asdict(cfg), frames=frames, faces_found=found, face_rate=found / max(frames, 1),
+                   seconds=round(time.time() - t0, 1))
+    meta_path.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+def load_cache(folder: str | Path, max_sequences: int | None = None) -> SequenceSet:
+    """Read every chunk in ``folder`` (in order) into one SequenceSet."""
+    paths = sorted(Path(folder).glob("chunk_*.npz"))
+    paths = [p for p in paths if not p.name.endswith(".tmp.npz")]
+    if not paths:
+        raise FileNotFoundError(f"no cached chunks in {folder}; run `python -m training.generate --out {folder}` first")
+    parts: dict[str, list] = {}
+    image_size = None
+    for p in paths:
+        with np.load(p) as d:
+            image_size = tuple(int(x) for x in d["image_size"])
+            for k in ("crop", "landmarks", "crop_transform", "found", "pnp_rot", "blendshapes", "gaze",
+                      "head_quat", "seq_id", "flipped"):
+                parts.setdefault(k, []).append(d[k])
+        if max_sequences and sum(len(x) for x in parts["crop"]) >= max_sequences:
+            break
+    a = {k: np.concatenate(v)[:max_sequences] for k, v in parts.items()}
+    S, T = a["found"].shape
+    feats = np.zeros((S, T, FEATURE_DIM), np.float32)
+    for s in range(S):
+        for t in range(T):
+            if a["found"][s, t]:
+                lmf = landmark_features(a["landmarks"][s, t], a["crop_transform"][s, t], image_size)
+                feats[s, t] = np.concatenate([lmf.reshape(-1), rotation_6d(a["pnp_rot"][s, t])])
+    return SequenceSet(crops=a["crop"], features=feats, found=a["found"], blendshapes=a["blendshapes"],
+                       gaze=a["gaze"], head_quat=a["head_quat"], pnp_rot=a["pnp_rot"], landmarks=a["landmarks"],
+                       crop_transform=a["crop_transform"], image_size=image_size, seq_id=a["seq_id"], flipped=a["flipped"])
