@@ -77,8 +77,10 @@ def _prefer_loopback(addresses: list[str]) -> str | None:
     return addresses[0] if addresses else None
 
 
-def discover_vrchat(timeout_s: float = 1.5) -> OscQueryService | None:
-    """Browse mDNS for VRChat's OSCQuery service and read its OSC port; None if not found."""
+def discover_vrchat(timeout_s: float = 1.5, interfaces: list[str] | None = None) -> OscQueryService | None:
+    """Browse mDNS for VRChat's OSCQuery service and read its OSC port; None if not found.
+    ``interfaces`` limits where the queries go (e.g. ["127.0.0.1"]); None: every interface, as
+    VRChat and VRCFaceTracking do."""
     try:
         from zeroconf import ServiceBrowser, Zeroconf
     except ImportError:
@@ -100,7 +102,7 @@ def discover_vrchat(timeout_s: float = 1.5) -> OscQueryService | None:
             pass
 
     try:
-        zc = Zeroconf()
+        zc = Zeroconf(interfaces=interfaces) if interfaces else Zeroconf()
     except OSError as exc:  # no multicast on this machine
         log.debug("oscquery: mDNS unavailable: %s", exc)
         return None
