@@ -63,7 +63,7 @@ def test_daemon_on_demo_source_publishes_valid_schema_v1_without_gaps(endpoints)
 def test_frame_without_face_gives_present_false_and_the_daemon_goes_on(endpoints, face_and_blank_dir, tmp_path):
     daemon, thread = in_process_daemon(str(face_and_blank_dir), endpoints, tmp_path, fps=10.0)
     sub = BusSubscriber(endpoints[0])
-    time.sleep(0.3)  # let the subscription reach the publisher before the first frame
+    time.sleep(1.0)  # let the subscription reach the publisher before the first frame
     thread.start()
     msgs = collect(sub, 15, timeout=20)
     thread.join(timeout=10)

@@ -36,8 +36,17 @@ class OscSink:
         with self._lock:
             self.messages.append((address, args))
 
-    def take(self, settle=0.15):
-        time.sleep(settle)
+    def take(self, quiet=0.2, limit=5.0):
+        """Everything received until nothing new arrived for ``quiet`` s (so a loaded machine
+        cannot split one burst across two takes)."""
+        deadline, last = time.monotonic() + limit, -1
+        while time.monotonic() < deadline:
+            with self._lock:
+                n = len(self.messages)
+            if n == last:
+                break
+            last = n
+            time.sleep(quiet)
         with self._lock:
             out, self.messages = self.messages, []
         return out
