@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 ESTIMATORS = ("auto", "neural", "geometry")
 
 # What "auto" runs when the shipped model is installed. The neural model becomes the default once
-# it beats the geometry baseline on the held-out evaluation (docs/model_card.md); the shipped v0.1
-# does not yet (it misses blinks and jawOpen), so users get the better of the two.
+# it beats the geometry baseline on the held-out evaluation (docs/model_card.md); the shipped v0.2
+# does not yet (its blink detection is worse), so users get the better of the two.
 AUTO_PREFERS_NEURAL = False
 
 

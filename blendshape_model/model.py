@@ -32,6 +32,14 @@ class ModelConfig:
     crop_size: int = CROP_SIZE
     feature_dim: int = FEATURE_DIM
     dropout: float = 0.1
+    # "silu" since v0.2: with ReLU, 89 % of the fused units and 69 % of the landmark units of the
+    # v0.1 model were dead (never positive on held-out frames), which is why it underfit.
+    activation: str = "silu"
+    # "sigmoid" since v0.2 (trained with BCE on the logits); "clamp" is v0.1's clip to [0, 1].
+    output: str = "sigmoid"
+    # v0.2: the head also reads the landmark branch directly, so the landmark geometry (which
+    # alone predicts jawOpen at r ~0.8) does not have to squeeze through the fused bottleneck.
+    landmark_skip: bool = True
 
 
 def _dw_block(cin: int, cout: int) -> nn.Sequential:
@@ -54,13 +62,15 @@ class BlendshapeNet(nn.Module):
         for cin, cout in zip(w[:-1], w[1:]):
             layers.append(_dw_block(cin, cout))
         self.cnn = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        act = {"relu": nn.ReLU, "silu": nn.SiLU}[config.activation]
         self.landmarks = nn.Sequential(
-            nn.Linear(config.feature_dim, config.landmark_hidden), nn.ReLU(inplace=True),
-            nn.Linear(config.landmark_hidden, config.landmark_hidden), nn.ReLU(inplace=True))
+            nn.Linear(config.feature_dim, config.landmark_hidden), act(),
+            nn.Linear(config.landmark_hidden, config.landmark_hidden), act())
         self.fuse = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(w[-1] + config.landmark_hidden, config.fused),
-                                  nn.ReLU(inplace=True))
+                                  act())
         self.gru = nn.GRU(config.fused, config.gru_hidden, batch_first=True)
-        self.head = nn.Linear(config.gru_hidden + config.fused, N_BLENDSHAPES + N_GAZE + N_POSE)
+        skip = config.landmark_hidden if config.landmark_skip else 0
+        self.head = nn.Linear(config.gru_hidden + config.fused + skip, N_BLENDSHAPES + N_GAZE + N_POSE)
         # Per-feature standardisation, measured on the training set (``set_feature_stats``) and
         # saved with the weights: the lip gap or a lid gap is a few hundredths of the crop, far
         # below the landmarks' spread, and an unscaled MLP barely learns it.
@@ -75,8 +85,8 @@ class BlendshapeNet(nn.Module):
         return torch.zeros(1, batch, self.config.gru_hidden)
 
     def forward(self, crop: torch.Tensor, features: torch.Tensor, h: torch.Tensor, raw: bool = False):
-        """``raw=True`` (training) leaves the blendshapes unclipped: a clip or sigmoid has no
-        gradient below 0, where most weights of a sparse shape sit, and those shapes stop learning."""
+        """``raw=True`` (training) returns the blendshapes before the output squashing: logits for
+        ``output="sigmoid"`` (trained with BCE on logits), unclipped values for ``output="clamp"``."""
         b, t = crop.shape[:2]
         s = self.config.crop_size
         x = crop.reshape(b * t, s, s, 3).permute(0, 3, 1, 2).float() * (1.0 / 127.5) - 1.0
@@ -85,8 +95,11 @@ class BlendshapeNet(nn.Module):
         fused = self.fuse(torch.cat([img, lmk], dim=1)).reshape(b, t, -1)
         seq, h_next = self.gru(fused, h)
         # The skip from the fused features lets the head react within the frame; the GRU adds timing.
-        out = self.head(torch.cat([seq, fused], dim=2))
-        blend = out[..., :N_BLENDSHAPES] if raw else out[..., :N_BLENDSHAPES].clamp(0.0, 1.0)
+        parts = [seq, fused] + ([lmk.reshape(b, t, -1)] if self.config.landmark_skip else [])
+        out = self.head(torch.cat(parts, dim=2))
+        blend = out[..., :N_BLENDSHAPES]
+        if not raw:
+            blend = torch.sigmoid(blend) if self.config.output == "sigmoid" else blend.clamp(0.0, 1.0)
         gaze = out[..., N_BLENDSHAPES:N_BLENDSHAPES + N_GAZE]
         pose = out[..., N_BLENDSHAPES + N_GAZE:] * 0.1       # corrections are a few degrees
         return blend, gaze, pose, h_next
@@ -119,6 +132,9 @@ def model_from_checkpoint(ckpt: dict) -> BlendshapeNet:
     """Rebuild a model from a trainer checkpoint (its ``model_config`` and ``model`` entries)."""
     cfg = dict(ckpt["model_config"])
     cfg["widths"] = tuple(cfg["widths"])
+    cfg.setdefault("activation", "relu")     # v0.1 checkpoints predate these fields
+    cfg.setdefault("output", "clamp")
+    cfg.setdefault("landmark_skip", False)
     model = BlendshapeNet(ModelConfig(**cfg))
     model.load_state_dict(ckpt["model"])
     return model.eval()

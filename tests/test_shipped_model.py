@@ -63,10 +63,10 @@ def _identity(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(0, 1, 100).astype(np.float32)
 
 
-# The v0.1 weights miss two of the claims (see docs/model_card.md). They are marked
+# The shipped weights (v0.2) miss two of the claims (see docs/model_card.md). They are marked
 # strict xfail rather than deleted: an improved model turns them into XPASS failures, and then
 # the marks must go.
-MISSES = "shipped v0.1 model: see docs/model_card.md, targets not met"
+MISSES = "shipped v0.2 model: see docs/model_card.md, targets not met"
 
 
 @pytest.mark.parametrize("shapes", [pytest.param(("jawOpen",), marks=pytest.mark.xfail(reason=MISSES, strict=True)),
