@@ -1,5 +1,5 @@
-"""Constant tables for MediaPipe's 478-point face mesh: the indices the estimators read, and a
-small rigid 3D face for head pose.
+"""Constant tables for MediaPipe's 478-point face mesh: the indices the estimators read, and the
+canonical 3D face for head pose.
 
 Index names follow the performer: ``R_EYE_*`` is the performer's right eye, which appears on the
 image's left in an unmirrored camera.
@@ -19,17 +19,11 @@ R_IRIS, L_IRIS = 468, 473
 
 # Mouth.
 LIP_INNER_TOP, LIP_INNER_BOTTOM = 13, 14
-LIP_OUTER_TOP, LIP_OUTER_BOTTOM = 0, 17
 R_MOUTH_CORNER, L_MOUTH_CORNER = 61, 291
 
 # Brows (inner, middle, outer) per side.
 R_BROW = (107, 105, 70)
 L_BROW = (336, 334, 300)
-
-NOSE_TIP, NOSE_BRIDGE, SUBNASALE, CHIN = 1, 168, 2, 152
-R_NOSTRIL, L_NOSTRIL = 98, 327
-R_CHEEK, L_CHEEK = 205, 425
-
 
 
 def load_canonical_face() -> tuple[np.ndarray, np.ndarray]:

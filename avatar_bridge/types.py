@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -67,10 +67,3 @@ class FaceState:
 
     def blendshape(self, name: str) -> float:
         return float(self.blendshapes[ARKIT_BLENDSHAPES.index(name)])
-
-
-@dataclass(frozen=True)
-class StageTimings:
-    """Milliseconds each stage took for one frame (for the status topic and bench)."""
-
-    values_ms: dict[str, float] = field(default_factory=dict)
