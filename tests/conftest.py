@@ -80,3 +80,16 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise TimeoutError("condition not met in time")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """On CI a skipped test is a failure: a skip there means .ci/run failed to install something
+    (a compiler, mono, the EGL libraries, the ICT-FaceKit data beside the clone)."""
+    if not os.environ.get("CI"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        for report in skipped:
+            reporter.write_line(f"CI: skipped test is a failure: {report.nodeid}: {report.longrepr}", red=True)
+        session.exitstatus = 1
