@@ -37,22 +37,22 @@ class HeadPoseSolver:
 
     def __init__(self, config: HeadPoseConfig = HeadPoseConfig()) -> None:
         self.config = config
-        points, rigid = lm.load_canonical_face()
-        self._indices = rigid
-        self._model = points[rigid]
+        # Kept public: the geometry estimator frontalises landmarks with the same face.
+        canonical, self.rigid = lm.load_canonical_face()
+        self.rigid_points = canonical[self.rigid]          # (K, 3) metres, head axes
         self._last: tuple[np.ndarray, np.ndarray] | None = None
 
     def reset(self) -> None:
         self._last = None
 
     def solve(self, landmarks: np.ndarray, width: int, height: int) -> HeadPose:
-        image_pts = (landmarks[self._indices, :2] * np.array([width, height])).astype(np.float64)
+        image_pts = (landmarks[self.rigid, :2] * np.array([width, height])).astype(np.float64)
         k = camera_matrix(width, height, self.config)
         if self._last is None:
-            ok, rvec, tvec = cv2.solvePnP(self._model, image_pts, k, None, flags=cv2.SOLVEPNP_SQPNP)
+            ok, rvec, tvec = cv2.solvePnP(self.rigid_points, image_pts, k, None, flags=cv2.SOLVEPNP_SQPNP)
         else:
             rvec, tvec = (a.copy() for a in self._last)
-            ok, rvec, tvec = cv2.solvePnP(self._model, image_pts, k, None, rvec, tvec, True,
+            ok, rvec, tvec = cv2.solvePnP(self.rigid_points, image_pts, k, None, rvec, tvec, True,
                                           flags=cv2.SOLVEPNP_ITERATIVE)
         if not ok or not np.all(np.isfinite(tvec)) or tvec[2, 0] <= 0:
             self._last = None

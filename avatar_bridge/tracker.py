@@ -93,11 +93,6 @@ class FaceTracker:
         inside = np.all((landmarks[:, :2] >= 0.0) & (landmarks[:, :2] <= 1.0), axis=1)
         return float(inside.mean())
 
-    def reset(self) -> None:
-        """Forget the tracked face (next frame runs the detector)."""
-        self.close()
-        self.__init__(self.config)
-
     def close(self) -> None:
         self._mesh.close()
 

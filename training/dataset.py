@@ -93,7 +93,8 @@ def _track_sequence(images: list[np.ndarray]) -> dict[str, np.ndarray]:
 def generate_chunk(job: tuple[dict, int]) -> tuple[int, int, int]:
     """Render, augment and track sequences [first, first + chunk); write one npz. Returns
     (chunk index, frames written, faces found)."""
-    from training.synth import Augmenter, SequenceConfig, mirror_labels, sample_sequence
+    from avatar_bridge.mirror import mirror_labels
+    from training.synth import Augmenter, SequenceConfig, sample_sequence
 
     cfg_dict, index = job
     cfg = GenerateConfig(**cfg_dict)

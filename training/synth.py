@@ -3,8 +3,8 @@
 ``sample_sequence`` draws one sequence's appearance (identity, skin, light, background, camera)
 and per-frame tracks (expressions that look like people, gaze fixations and saccades, head
 motion) as ``RenderParams``; ``Augmenter`` degrades the rendered images the way cheap cameras do
-(exposure, blur, noise, JPEG, low resolution, a partial occluder). ``mirror_labels`` gives the
-ground truth of a horizontally flipped frame. numpy + OpenCV only.
+(exposure, blur, noise, JPEG, low resolution, a partial occluder). The ground truth of a
+horizontally flipped frame is ``avatar_bridge.mirror.mirror_labels``. numpy + OpenCV only.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX, MIRROR_PERMUTATION
-from training.render import RenderParams, framing, gaze_blendshapes, quat_from_euler, random_params
+from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
+from training.render import RenderParams, gaze_blendshapes, quat_from_euler, random_params
 
 N = len(ARKIT_BLENDSHAPES)
 MOVABLE = [i for i, n in enumerate(ARKIT_BLENDSHAPES) if n != "tongueOut"]   # ICT has no tongue
@@ -205,16 +205,6 @@ def sample_sequence(rng: np.random.Generator, cfg: SequenceConfig = SequenceConf
             head_rotation=quat_from_euler(*angles[k]),
             head_position=(x0 + drift[k, 0], y0 + drift[k, 1], z0 + drift[k, 2] * 2)))
     return params
-
-
-def mirror_labels(blendshapes: np.ndarray, gaze: np.ndarray, quat: np.ndarray, position: np.ndarray):
-    """Ground truth of the horizontally flipped frame: Left/Right shapes swap, the eyes swap and
-    their yaw negates, the head's yaw and roll negate (q -> (x, -y, -z, w)), x position negates."""
-    bs = blendshapes[..., list(MIRROR_PERMUTATION)]
-    g = np.stack([-gaze[..., 2], gaze[..., 3], -gaze[..., 0], gaze[..., 1]], axis=-1)
-    q = quat * np.array([1, -1, -1, 1], quat.dtype)
-    p = position * np.array([-1, 1, 1], position.dtype)
-    return bs, g, q, p
 
 
 @dataclass(frozen=True)

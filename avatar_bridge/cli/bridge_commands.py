@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import threading
 import time
@@ -14,7 +13,8 @@ import typer
 
 from avatar_bridge.adapters.runner import ADAPTER_NAMES, AdapterThread, build_adapter, make_config
 from avatar_bridge.adapters.udp import port_owner
-from avatar_bridge.bus import DEFAULT_CONTROL, DEFAULT_PUB
+from avatar_bridge.bus import DEFAULT_CONTROL
+from avatar_bridge.cli.common import BUS_OPTION, stop_on_signals, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -24,22 +24,21 @@ bridge_app = typer.Typer(help="Run one protocol adapter as its own process, fed 
 HOST = typer.Option(None, "--host", help="Where to send (default 127.0.0.1: this machine only).")
 PORT = typer.Option(None, "--port", help="UDP port to send to (default: the protocol's).")
 RATE = typer.Option(None, "--rate", help="Most frames per second to send.")
-BUS = typer.Option(DEFAULT_PUB, "--bus", help="The daemon's bus endpoint.")
+BUS = BUS_OPTION
 
 
 def _run(name: str, bus: str, options: dict[str, Any]) -> None:
-    try:
+    with user_errors(ValueError, TypeError):
         adapter = build_adapter(name, options)
-    except (ValueError, TypeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=1)
     thread = AdapterThread(adapter, bus)
-    stop = threading.Event()
+    with stop_on_signals() as stop:
+        _serve(name, bus, thread, stop)
+    s = thread.stats()
+    typer.echo(f"{name}: stopped after {s['received']} frames, {s['packets']} packets, {s['errors']} errors")
 
-    def _on_signal(signum, frame):
-        stop.set()
 
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+def _serve(name: str, bus: str, thread: AdapterThread, stop: threading.Event) -> None:
+    """Run the adapter thread until a signal, warning once if no frames come and reporting every 10 s."""
     thread.start()
     log.info("%s: listening to the bus at %s; Ctrl-C to stop", name, bus)
     started, warned, last_report = time.monotonic(), False, time.monotonic()
@@ -57,10 +56,6 @@ def _run(name: str, bus: str, options: dict[str, Any]) -> None:
                          s["target"], s["errors"])
     finally:
         thread.stop()
-        for s, handler in old.items():
-            signal.signal(s, handler)
-    s = thread.stats()
-    typer.echo(f"{name}: stopped after {s['received']} frames, {s['packets']} packets, {s['errors']} errors")
 
 
 @bridge_app.command("vmc")
@@ -234,11 +229,8 @@ def doctor(adapters: str = typer.Option(",".join(ADAPTER_NAMES), "--adapters",
         rows.append(_check_camera(camera))
     rows.append(_check_model())
     for name in names:
-        try:
+        with user_errors(ValueError):
             config = make_config(name, {"host": host})
-        except ValueError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(code=1)
         rows += _check_target(name, config)
     table = Table(title="avatar-bridge doctor")
     for col in ("check", "status", "detail", "fix"):

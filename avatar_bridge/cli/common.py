@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -15,6 +17,22 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 BUS_OPTION = typer.Option(DEFAULT_PUB, "--bus", help="ZeroMQ endpoint of the bus (PUB side).")
 CONTROL_OPTION = typer.Option(DEFAULT_CONTROL, "--control", help="ZeroMQ endpoint of the control socket.")
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C or SIGTERM while the block runs, for a clean stop (a take closed, an adapter stopped);
+    the previous handlers come back afterwards."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = {sig: signal.signal(sig, lambda *_: event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield event
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def fail(message: str) -> typer.Exit:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -12,7 +11,7 @@ from typing import Any, Iterator, Optional
 
 import typer
 
-from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
+from avatar_bridge.cli.common import (stop_on_signals, BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
                                       PROFILE_OPTION, SMOOTHING_OPTION, console, err_console, fail, on_off,
                                       user_errors)
 from avatar_bridge.live_link_csv import LiveLinkCsvConfig, LiveLinkCsvError, export_csv, import_csv
@@ -22,22 +21,6 @@ from avatar_bridge.replay import ReplayConfig, ReplayError, Replayer, TakePositi
 from avatar_bridge.takes import Take, TakeError, TakeWriterConfig, profile_to_header, read_take, write_take
 
 SALVAGE_HELP = "Keep the readable part of a damaged take instead of stopping with an error."
-
-
-@contextmanager
-def _stop_event() -> Iterator[threading.Event]:
-    """An event set by Ctrl-C or SIGTERM while the block runs, for a clean stop that closes the take;
-    the previous handlers come back afterwards."""
-    event = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield event
-        return
-    previous = {sig: signal.signal(sig, lambda *_: event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield event
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextmanager
@@ -94,7 +77,7 @@ def record(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing take."),
 ) -> None:
     """Record every face message on the bus into a take until Ctrl-C (or --duration/--frames)."""
-    with _stop_event() as stop:
+    with stop_on_signals() as stop:
         _record(take, bus, control, via_daemon, duration, frames, fps, profile, overwrite, stop)
 
 
@@ -194,7 +177,7 @@ def replay(
         raise fail("--no-bus needs at least one adapter (--vmc, --livelink, --vrchat, --ifacialmocap)")
     sinks, closers = [], []
     publisher = server = None
-    with _stop_event() as stop, _closing(closers):
+    with stop_on_signals() as stop, _closing(closers):
         if chosen:
             from avatar_bridge.adapters.runner import build_adapters
             with user_errors(ValueError, OSError):

@@ -56,7 +56,8 @@ class GeometryEstimator:
     def __init__(self, config: GeometryConfig = GeometryConfig()) -> None:
         self.config = config
         self._pose = HeadPoseSolver(config.head_pose)
-        self._canonical, self._rigid = lm.load_canonical_face()
+        # The canonical rigid points, centred once; each frame's Kabsch fit only centres its own.
+        self._rigid_centred = self._pose.rigid_points - self._pose.rigid_points.mean(0)
 
     def reset(self) -> None:
         self._pose.reset()
@@ -73,10 +74,8 @@ class GeometryEstimator:
         h, w = observation.frame.image.shape[:2]
         p = observation.landmarks * np.array([w, h, w], np.float32)
         p = p * np.array([1.0, -1.0, -1.0], np.float32)          # image axes -> camera axes
-        a = self._canonical[self._rigid]
-        b = p[self._rigid]
-        a0, b0 = a - a.mean(0), b - b.mean(0)
-        u, _, vt = np.linalg.svd(b0.T @ a0)
+        b = p[self._pose.rigid]
+        u, _, vt = np.linalg.svd((b - b.mean(0)).T @ self._rigid_centred)
         d = np.sign(np.linalg.det(u @ vt))
         rot = u @ np.diag([1.0, 1.0, d]) @ vt                     # head axes -> camera axes
         p = (p - p[[lm.R_EYE_OUTER, lm.L_EYE_OUTER]].mean(0)) @ rot   # row-wise R^T p
