@@ -38,3 +38,44 @@ def load_canonical_face() -> tuple[np.ndarray, np.ndarray]:
     with resources.files("avatar_bridge").joinpath("assets/canonical_face.npz").open("rb") as fh:
         data = np.load(fh)
         return data["points"].astype(np.float64), data["rigid"].astype(np.int64)
+
+
+class Frontaliser:
+    """Turns landmarks to face the camera: (..., 478, 3) image-normalised MediaPipe points ->
+    (..., 478, 3) in head axes (x towards the performer's left, y up, z towards the camera),
+    origin between the outer eye corners, unit = the outer eye-corner span.
+
+    MediaPipe's (x, y, z) is close to a weak-perspective 3D face. Fitting the canonical face's
+    rigid points to it (Kabsch, with scale) gives the face's apparent rotation without knowing
+    the camera's focal length, and undoing it makes distances on the face nearly independent of
+    where the head points; measured in the raw image they shrink and grow with pitch and yaw.
+    Works on one frame or a batch (leading axes), so training and runtime share it.
+    """
+
+    def __init__(self) -> None:
+        canonical, self.rigid = load_canonical_face()
+        rigid_points = canonical[self.rigid]
+        self._rigid_centred = rigid_points - rigid_points.mean(0)   # centred once, not per frame
+
+    def __call__(self, landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+        p = np.asarray(landmarks, np.float64) * np.array([width, -height, -width])   # image -> camera axes
+        b = p[..., self.rigid, :]
+        b = b - b.mean(-2, keepdims=True)
+        u, _, vt = np.linalg.svd(np.swapaxes(b, -1, -2) @ self._rigid_centred)
+        d = np.sign(np.linalg.det(u @ vt))
+        u[..., :, 2] *= d[..., None]                                # no reflections
+        rot = u @ vt                                                # head axes -> camera axes
+        p = (p - p[..., [R_EYE_OUTER, L_EYE_OUTER], :].mean(-2, keepdims=True)) @ rot   # row-wise R^T p
+        span = np.linalg.norm(p[..., L_EYE_OUTER, :] - p[..., R_EYE_OUTER, :], axis=-1)
+        return (p / np.maximum(span, 1e-9)[..., None, None]).astype(np.float32)
+
+
+def landmark_mirror_permutation() -> np.ndarray:
+    """(478,) index of each landmark's mirror twin (33 <-> 263, 13 <-> 13, ...): the one-to-one
+    matching of the canonical face to its reflection that moves points least (at most 2.4 mm)."""
+    from scipy.optimize import linear_sum_assignment
+
+    points, _ = load_canonical_face()
+    reflected = points * np.array([-1.0, 1.0, 1.0])
+    _, twin = linear_sum_assignment(np.linalg.norm(points[:, None] - reflected[None], axis=2))
+    return twin

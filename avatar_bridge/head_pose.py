@@ -37,7 +37,6 @@ class HeadPoseSolver:
 
     def __init__(self, config: HeadPoseConfig = HeadPoseConfig()) -> None:
         self.config = config
-        # Kept public: the geometry estimator frontalises landmarks with the same face.
         canonical, self.rigid = lm.load_canonical_face()
         self.rigid_points = canonical[self.rigid]          # (K, 3) metres, head axes
         self._last: tuple[np.ndarray, np.ndarray] | None = None

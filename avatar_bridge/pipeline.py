@@ -18,10 +18,10 @@ log = logging.getLogger(__name__)
 
 ESTIMATORS = ("auto", "neural", "geometry")
 
-# What "auto" runs when the shipped model is installed. The neural model becomes the default once
-# it beats the geometry baseline on the held-out evaluation (docs/model_card.md); the shipped v0.2
-# does not yet (its blink detection is worse), so users get the better of the two.
-AUTO_PREFERS_NEURAL = False
+# What "auto" runs when the shipped model is installed: the better of the two on the held-out
+# evaluation (docs/model_card.md). Since v0.3 that is the network (v0.2 read blinks worse than the
+# geometry baseline); a model that falls behind the baseline again should turn this off.
+AUTO_PREFERS_NEURAL = True
 
 
 class EstimatorError(RuntimeError):

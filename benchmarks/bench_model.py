@@ -35,6 +35,7 @@ def main(argv=None) -> None:
     from avatar_bridge.tracker import FaceTracker, TrackerConfig
     from avatar_bridge.types import Frame
     from blendshape_model import SHIPPED_MODEL, SHIPPED_MODEL_INT8
+    from blendshape_model.features import FeatureExtractor
     from blendshape_model.runner import RunnerConfig
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,9 +54,9 @@ def main(argv=None) -> None:
         if not path.exists():
             continue
         est = NeuralEstimator(NeuralConfig(model_path=str(path), runner=RunnerConfig(threads=a.threads)))
-        crop = obs.crop
-        feats = np.random.default_rng(0).normal(0, 0.5, 1440).astype(np.float32)
-        net = timings(lambda: est.runner.step(crop, feats), a.frames)
+        h, w = obs.frame.image.shape[:2]
+        feats, eyes = FeatureExtractor()(obs.landmarks, obs.crop, obs.crop_transform, (w, h), np.eye(3))
+        net = timings(lambda: est.runner.step(obs.crop, eyes, feats), a.frames)
         full = timings(lambda: est.estimate(obs), a.frames)
         table.add_row(label, f"{path.stat().st_size / 1e6:.2f}", f"{net[0]:.3f}", f"{net[1]:.3f}",
                       f"{full[0]:.3f}", f"{full[1]:.3f}")

@@ -1,7 +1,7 @@
 """Export a trained BlendshapeNet to ONNX (GRU state as explicit input/output), and an int8 copy.
 
-Graph: inputs ``crop`` (B, T, S, S, 3) uint8, ``features`` (B, T, F) float32, ``h`` (1, B, H)
-float32; outputs ``blendshapes`` (B, T, 52), ``gaze`` (B, T, 4), ``pose_delta`` (B, T, 3),
+Graph: inputs ``crop`` (B, T, S, S, 3) uint8, ``eyes`` (B, T, 2, EH, EW, 3) uint8, ``features``
+(B, T, F) float32, ``h`` (1, B, H) float32; outputs ``blendshapes`` (B, T, 52), ``gaze`` (B, T, 4), ``pose_delta`` (B, T, 3),
 ``h_next`` (1, B, H). B and T are dynamic: the runner feeds T = 1 per frame and carries ``h``.
 The model's config rides along in the ONNX metadata (``model_config`` JSON).
 """
@@ -20,7 +20,7 @@ from blendshape_model.model import BlendshapeNet
 
 log = logging.getLogger(__name__)
 
-INPUTS = ("crop", "features", "h")
+INPUTS = ("crop", "eyes", "features", "h")
 OUTPUTS = ("blendshapes", "gaze", "pose_delta", "h_next")
 
 
@@ -33,13 +33,14 @@ def export_onnx(model: BlendshapeNet, path: str | Path, metadata: dict | None = 
     model = model.eval()
     cfg = model.config
     crop = torch.zeros(1, 2, cfg.crop_size, cfg.crop_size, 3, dtype=torch.uint8)
+    eyes = torch.zeros(1, 2, 2, *cfg.eye_patch, 3, dtype=torch.uint8)
     feats = torch.zeros(1, 2, cfg.feature_dim)
     h = model.initial_state(1)
-    dyn = {"crop": {0: "batch", 1: "time"}, "features": {0: "batch", 1: "time"}, "h": {1: "batch"},
+    dyn = {"crop": {0: "batch", 1: "time"}, "eyes": {0: "batch", 1: "time"}, "features": {0: "batch", 1: "time"}, "h": {1: "batch"},
            "blendshapes": {0: "batch", 1: "time"}, "gaze": {0: "batch", 1: "time"},
            "pose_delta": {0: "batch", 1: "time"}, "h_next": {1: "batch"}}
     # The TorchScript exporter maps nn.GRU to one ONNX GRU op, which onnxruntime runs fastest.
-    torch.onnx.export(model, (crop, feats, h), str(path), input_names=list(INPUTS), output_names=list(OUTPUTS),
+    torch.onnx.export(model, (crop, eyes, feats, h), str(path), input_names=list(INPUTS), output_names=list(OUTPUTS),
                       dynamic_axes=dyn, opset_version=opset, dynamo=False, do_constant_folding=True)
     proto = onnx.load(str(path))
     meta = {"model_config": json.dumps(asdict(cfg)), **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
@@ -51,18 +52,19 @@ def export_onnx(model: BlendshapeNet, path: str | Path, metadata: dict | None = 
 
 
 class _Calibration:
-    """Feeds real (crop, features) frames to onnxruntime's static quantiser."""
+    """Feeds real (crop, eyes, features) frames to onnxruntime's static quantiser."""
 
-    def __init__(self, crops: np.ndarray, features: np.ndarray, hidden: int) -> None:
-        self._items = iter([{"crop": crops[i:i + 1, None], "features": features[i:i + 1, None].astype(np.float32),
+    def __init__(self, crops: np.ndarray, eyes: np.ndarray, features: np.ndarray, hidden: int) -> None:
+        self._items = iter([{"crop": crops[i:i + 1, None], "eyes": eyes[i:i + 1, None],
+                             "features": features[i:i + 1, None].astype(np.float32),
                              "h": np.zeros((1, 1, hidden), np.float32)} for i in range(len(crops))])
 
     def get_next(self):
         return next(self._items, None)
 
 
-def quantize_int8(fp32_path: str | Path, int8_path: str | Path, crops: np.ndarray, features: np.ndarray,
-                  hidden: int) -> Path:
+def quantize_int8(fp32_path: str | Path, int8_path: str | Path, crops: np.ndarray, eyes: np.ndarray,
+                  features: np.ndarray, hidden: int) -> Path:
     """Static int8 (QDQ, per-channel weights) calibrated on real frames; the GRU stays float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -70,7 +72,7 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, crops: np.ndarra
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     pre = int8_path.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-    quantize_static(str(pre), str(int8_path), _Calibration(crops, features, hidden),
+    quantize_static(str(pre), str(int8_path), _Calibration(crops, eyes, features, hidden),
                     quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
                     activation_type=QuantType.QUInt8, op_types_to_quantize=["Conv", "MatMul", "Gemm"],
                     calibrate_method=CalibrationMethod.MinMax)
@@ -121,7 +123,8 @@ def main(argv=None) -> None:
         rng = np.random.default_rng(0)
         s, t = np.nonzero(data.found)
         pick = rng.choice(len(s), size=min(a.calib_frames, len(s)), replace=False)
-        quantize_int8(fp32, int8, data.crops[s[pick], t[pick]], data.features[s[pick], t[pick]], model.config.gru_hidden)
+        quantize_int8(fp32, int8, data.crops[s[pick], t[pick]], data.eyes[s[pick], t[pick]],
+                      data.features[s[pick], t[pick]], model.config.gru_hidden)
     print(f"wrote {fp32} ({fp32.stat().st_size / 1e6:.2f} MB) and {int8} ({int8.stat().st_size / 1e6:.2f} MB)")
 
 

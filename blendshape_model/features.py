@@ -1,36 +1,100 @@
-"""What the network reads from one tracked frame, in numpy only (shared by training and runtime).
+"""What the network reads from one tracked frame, in numpy + OpenCV only (shared by training and
+runtime): ``FeatureExtractor`` turns a tracker observation into (features, eye patches).
 
-The landmarks are moved into the aligned crop's frame with ``crop_transform``, which removes
-image position, scale and roll, then centred and scaled to about [-1, 1]; z is scaled the same
-way. The PnP head rotation rides along (first two columns of its matrix, the continuous 6D
-form) so the network can correct it rather than rebuild it.
+Features: the landmarks moved into the aligned crop's frame with ``crop_transform``, which removes
+image position, scale and roll, centred and scaled to about [-1, 1] (z scaled the same way); the
+same landmarks turned to face the camera (``face_landmarks.Frontaliser``), which also removes yaw
+and pitch, so a lid or lip gap reads the same however the head is turned; and the PnP head rotation
+(first two columns of its matrix, the continuous 6D form) so the network can correct it rather
+than rebuild it.
+
+Eye patches: each eye cut from the crop, levelled on its corners and scaled so the eye spans the
+same width, the performer's right eye mirrored to look like the left. One small CNN reads both,
+so what it learns about a lid on one side serves the other, and a 96-pixel crop's 15-pixel eye
+is not lost in the whole-face CNN's pooling.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
+from avatar_bridge import face_landmarks as lm
+
 N_LANDMARKS = 478
-FEATURE_DIM = N_LANDMARKS * 3 + 6      # crop-frame landmarks (x, y, z) + PnP rotation (6D)
+FEATURE_DIM = N_LANDMARKS * 3 * 2 + 6  # crop-frame landmarks, frontal landmarks (x, y, z), PnP rotation (6D)
 CROP_SIZE = 96                         # the tracker's default TrackerConfig.crop_size
+EYE_PATCH = (24, 40)                   # (height, width) of one eye patch, pixels
+_EYE_FILL = 0.625                      # the eye's corner-to-corner span as a fraction of the patch width
+_EYE_LIFT = 0.1                        # patch centre above the corner line (in corner spans): the lid crease
 
 
-def landmark_features(landmarks: np.ndarray, crop_transform: np.ndarray, image_size: tuple[int, int],
-                      crop_size: int = CROP_SIZE) -> np.ndarray:
-    """(478, 3) image-normalised landmarks -> (478, 3) float32 in crop units, centred, ~[-1, 1].
+def crop_points(landmarks: np.ndarray, crop_transform: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """(478, 3) image-normalised landmarks -> (478, 3) float64 crop pixels (z in the same scale).
 
     ``image_size`` is (width, height) of the frame the landmarks were found in.
     """
     w, h = image_size
     m = np.asarray(crop_transform, np.float64)
     px = landmarks[:, :2].astype(np.float64) * (w, h)
-    xy = px @ m[:, :2].T + m[:, 2]
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))      # similarity: image px -> crop px
-    z = landmarks[:, 2].astype(np.float64) * w * scale
-    out = np.empty((len(landmarks), 3), np.float32)
-    out[:, :2] = (xy / crop_size - 0.5) * 2.0
-    out[:, 2] = z / crop_size * 2.0
+    out = np.empty((len(landmarks), 3))
+    out[:, :2] = px @ m[:, :2].T + m[:, 2]
+    out[:, 2] = landmarks[:, 2].astype(np.float64) * w * scale
     return out
+
+
+def landmark_features(landmarks: np.ndarray, crop_transform: np.ndarray, image_size: tuple[int, int],
+                      crop_size: int = CROP_SIZE) -> np.ndarray:
+    """(478, 3) image-normalised landmarks -> (478, 3) float32 in crop units, centred, ~[-1, 1]."""
+    return _crop_units(crop_points(landmarks, crop_transform, image_size), crop_size)
+
+
+def _crop_units(points: np.ndarray, crop_size: int) -> np.ndarray:
+    out = points / crop_size * 2.0
+    out[:, :2] -= 1.0
+    return out.astype(np.float32)
+
+
+def eye_patches(crop: np.ndarray, points: np.ndarray, size: tuple[int, int] = EYE_PATCH) -> np.ndarray:
+    """(2, H, W, 3) uint8: the performer's left eye as seen, then the right eye mirrored.
+
+    ``points`` are the landmarks in crop pixels (``crop_points``).
+    """
+    ph, pw = size
+    out = np.empty((2, ph, pw, 3), np.uint8)
+    # (corner on the image's left, corner on the image's right) of each eye.
+    for k, (a, b) in enumerate(((lm.L_EYE_INNER, lm.L_EYE_OUTER), (lm.R_EYE_OUTER, lm.R_EYE_INNER))):
+        pa, pb = points[a, :2], points[b, :2]
+        span = float(np.linalg.norm(pb - pa)) or 1.0
+        ux, uy = (pb - pa) / span
+        rot = np.array([[ux, uy], [-uy, ux]])                 # eye axis -> patch x
+        centre = (pa + pb) / 2 - _EYE_LIFT * span * np.array([-uy, ux])
+        scale = _EYE_FILL * pw / span
+        m = np.hstack([scale * rot, (np.array([pw / 2, ph / 2]) - scale * rot @ centre)[:, None]])
+        patch = cv2.warpAffine(crop, m, (pw, ph), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out[k] = patch if k == 0 else patch[:, ::-1]
+    return out
+
+
+def mirror_inputs(landmarks: np.ndarray, crop: np.ndarray, crop_transform: np.ndarray, image_size: tuple[int, int],
+                  pnp_rotation: np.ndarray, twin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the tracker would have returned for the horizontally mirrored frame: (landmarks, crop,
+    crop_transform, pnp_rotation). ``twin`` is ``face_landmarks.landmark_mirror_permutation()``.
+
+    The crop template is left-right symmetric, so the mirrored frame's crop is the crop mirrored,
+    and its transform is the old one conjugated by the two flips (x -> w - x in the image,
+    x -> S - x in the crop).
+    """
+    w, _ = image_size
+    s = crop.shape[1]
+    mirrored = landmarks[twin].copy()
+    mirrored[:, 0] = 1.0 - mirrored[:, 0]
+    m = np.asarray(crop_transform, np.float64)
+    m_mirrored = np.array([[m[0, 0], -m[0, 1], s - m[0, 0] * w - m[0, 2]],
+                           [-m[1, 0], m[1, 1], m[1, 0] * w + m[1, 2]]], np.float32)
+    flip = np.diag([-1.0, 1.0, 1.0])
+    return mirrored, np.ascontiguousarray(crop[:, ::-1]), m_mirrored, flip @ np.asarray(pnp_rotation) @ flip
 
 
 def rotation_6d(matrix: np.ndarray) -> np.ndarray:
@@ -38,11 +102,20 @@ def rotation_6d(matrix: np.ndarray) -> np.ndarray:
     return np.asarray(matrix, np.float32)[:, :2].T.reshape(6)
 
 
-def frame_features(landmarks: np.ndarray, crop_transform: np.ndarray, image_size: tuple[int, int],
-                   pnp_rotation: np.ndarray, crop_size: int = CROP_SIZE) -> np.ndarray:
-    """(FEATURE_DIM,) float32: crop-frame landmarks then the PnP rotation (3x3 head -> camera)."""
-    lmf = landmark_features(landmarks, crop_transform, image_size, crop_size)
-    return np.concatenate([lmf.reshape(-1), rotation_6d(pnp_rotation)]).astype(np.float32)
+class FeatureExtractor:
+    """One tracked frame -> the network's (features (FEATURE_DIM,) float32, eyes (2, H, W, 3) uint8)."""
+
+    def __init__(self) -> None:
+        self._frontalise = lm.Frontaliser()
+
+    def __call__(self, landmarks: np.ndarray, crop: np.ndarray, crop_transform: np.ndarray,
+                 image_size: tuple[int, int], pnp_rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``image_size`` is (width, height); ``pnp_rotation`` the 3x3 head -> camera rotation."""
+        points = crop_points(landmarks, crop_transform, image_size)
+        in_crop = _crop_units(points, crop.shape[0])
+        frontal = self._frontalise(landmarks, *image_size)
+        features = np.concatenate([in_crop.reshape(-1), frontal.reshape(-1), rotation_6d(pnp_rotation)])
+        return features.astype(np.float32), eye_patches(crop, points)
 
 
 def rotvec_to_matrix(rotvec: np.ndarray) -> np.ndarray:

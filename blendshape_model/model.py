@@ -1,5 +1,6 @@
-"""The blendshape network (PyTorch): a small CNN on the aligned crop, an MLP on the landmarks,
-fused, then a GRU whose state is carried from frame to frame.
+"""The blendshape network (PyTorch): a small CNN on the aligned crop, a smaller one shared by the
+two eye patches, an MLP on the landmarks, fused, then a GRU whose state is carried from frame to
+frame.
 
 Variants live in a registry by name (``create_model("bsnet_small")``, ``list_models()``), as in
 timm. Every forward takes whole sequences ``(B, T, ...)`` and an explicit GRU state, so the same
@@ -13,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from blendshape_model.features import CROP_SIZE, FEATURE_DIM
+from blendshape_model.features import CROP_SIZE, EYE_PATCH, FEATURE_DIM
 
 N_BLENDSHAPES = 52
 N_GAZE = 4              # (yaw, pitch) left eye, then right eye, radians
@@ -31,6 +32,11 @@ class ModelConfig:
     gru_hidden: int = 96
     crop_size: int = CROP_SIZE
     feature_dim: int = FEATURE_DIM
+    # v0.3: both eye patches through one CNN (three stride-2 stages, flattened so the lid's
+    # position survives), ``eye_features`` per eye.
+    eye_patch: tuple[int, int] = EYE_PATCH
+    eye_widths: tuple[int, ...] = (16, 32, 48)
+    eye_features: int = 64
     dropout: float = 0.1
     # "silu" since v0.2: with ReLU, 89 % of the fused units and 69 % of the landmark units of the
     # v0.1 model were dead (never positive on held-out frames), which is why it underfit.
@@ -50,26 +56,44 @@ def _dw_block(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+def _cnn(widths: tuple[int, ...]) -> list[nn.Module]:
+    """A stride-2 stem, then one depthwise-separable stride-2 block per further width."""
+    layers = [nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
+              nn.ReLU6(inplace=True)]
+    return layers + [_dw_block(cin, cout) for cin, cout in zip(widths[:-1], widths[1:])]
+
+
+def _to_float_nchw(images: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8-valued -> (N, 3, H, W) in [-1, 1]."""
+    return images.permute(0, 3, 1, 2).float() * (1.0 / 127.5) - 1.0
+
+
 class BlendshapeNet(nn.Module):
-    """crop (B, T, S, S, 3) uint8-valued, features (B, T, F), h (1, B, H) ->
-    blendshapes (B, T, 52) in [0, 1], gaze (B, T, 4) rad, pose_delta (B, T, 3) rad, h_next."""
+    """crop (B, T, S, S, 3) and eyes (B, T, 2, EH, EW, 3) uint8-valued, features (B, T, F),
+    h (1, B, H) -> blendshapes (B, T, 52) in [0, 1], gaze (B, T, 4) rad, pose_delta (B, T, 3) rad,
+    h_next."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         w = config.widths
-        layers = [nn.Conv2d(3, w[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU6(inplace=True)]
-        for cin, cout in zip(w[:-1], w[1:]):
-            layers.append(_dw_block(cin, cout))
-        self.cnn = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.cnn = nn.Sequential(*_cnn(w), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         act = {"relu": nn.ReLU, "silu": nn.SiLU}[config.activation]
+        eh, ew = config.eye_patch
+        for _ in config.eye_widths:
+            eh, ew = (eh + 1) // 2, (ew + 1) // 2
+        self.eye_cnn = nn.Sequential(*_cnn(config.eye_widths), nn.Flatten(),
+                                     nn.Linear(config.eye_widths[-1] * eh * ew, config.eye_features), act())
+        eyes = 2 * config.eye_features
         self.landmarks = nn.Sequential(
             nn.Linear(config.feature_dim, config.landmark_hidden), act(),
             nn.Linear(config.landmark_hidden, config.landmark_hidden), act())
-        self.fuse = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(w[-1] + config.landmark_hidden, config.fused),
-                                  act())
+        self.fuse = nn.Sequential(nn.Dropout(config.dropout),
+                                  nn.Linear(w[-1] + config.landmark_hidden + eyes, config.fused), act())
         self.gru = nn.GRU(config.fused, config.gru_hidden, batch_first=True)
-        skip = config.landmark_hidden if config.landmark_skip else 0
+        # The head also reads the landmark and eye branches directly (skips): a lid or lip gap
+        # need not squeeze through the fused bottleneck.
+        skip = config.landmark_hidden + eyes if config.landmark_skip else 0
         self.head = nn.Linear(config.gru_hidden + config.fused + skip, N_BLENDSHAPES + N_GAZE + N_POSE)
         # Per-feature standardisation, measured on the training set (``set_feature_stats``) and
         # saved with the weights: the lip gap or a lid gap is a few hundredths of the crop, far
@@ -84,18 +108,20 @@ class BlendshapeNet(nn.Module):
     def initial_state(self, batch: int) -> torch.Tensor:
         return torch.zeros(1, batch, self.config.gru_hidden)
 
-    def forward(self, crop: torch.Tensor, features: torch.Tensor, h: torch.Tensor, raw: bool = False):
+    def forward(self, crop: torch.Tensor, eyes: torch.Tensor, features: torch.Tensor, h: torch.Tensor,
+                raw: bool = False):
         """``raw=True`` (training) returns the blendshapes before the output squashing: logits for
         ``output="sigmoid"`` (trained with BCE on logits), unclipped values for ``output="clamp"``."""
         b, t = crop.shape[:2]
         s = self.config.crop_size
-        x = crop.reshape(b * t, s, s, 3).permute(0, 3, 1, 2).float() * (1.0 / 127.5) - 1.0
-        img = self.cnn(x)
+        eh, ew = self.config.eye_patch
+        img = self.cnn(_to_float_nchw(crop.reshape(b * t, s, s, 3)))
+        eye = self.eye_cnn(_to_float_nchw(eyes.reshape(b * t * 2, eh, ew, 3))).reshape(b * t, -1)
         lmk = self.landmarks(((features - self.feat_mean) / self.feat_std).reshape(b * t, -1))
-        fused = self.fuse(torch.cat([img, lmk], dim=1)).reshape(b, t, -1)
+        fused = self.fuse(torch.cat([img, lmk, eye], dim=1)).reshape(b, t, -1)
         seq, h_next = self.gru(fused, h)
         # The skip from the fused features lets the head react within the frame; the GRU adds timing.
-        parts = [seq, fused] + ([lmk.reshape(b, t, -1)] if self.config.landmark_skip else [])
+        parts = [seq, fused] + ([lmk.reshape(b, t, -1), eye.reshape(b, t, -1)] if self.config.landmark_skip else [])
         out = self.head(torch.cat(parts, dim=2))
         blend = out[..., :N_BLENDSHAPES]
         if not raw:
@@ -106,7 +132,8 @@ class BlendshapeNet(nn.Module):
 
 
 _REGISTRY: dict[str, ModelConfig] = {
-    "bsnet_tiny": ModelConfig(name="bsnet_tiny", widths=(8, 16, 24, 32, 48), landmark_hidden=96, fused=64, gru_hidden=48),
+    "bsnet_tiny": ModelConfig(name="bsnet_tiny", widths=(8, 16, 24, 32, 48), landmark_hidden=96, fused=64, gru_hidden=48,
+                              eye_widths=(8, 16, 24), eye_features=32),
     "bsnet_small": ModelConfig(name="bsnet_small"),
     "bsnet_base": ModelConfig(name="bsnet_base", widths=(24, 48, 96, 128, 192), landmark_hidden=256, fused=192,
                               gru_hidden=128),
@@ -131,10 +158,8 @@ def create_model(name: str, **overrides) -> BlendshapeNet:
 def model_from_checkpoint(ckpt: dict) -> BlendshapeNet:
     """Rebuild a model from a trainer checkpoint (its ``model_config`` and ``model`` entries)."""
     cfg = dict(ckpt["model_config"])
-    cfg["widths"] = tuple(cfg["widths"])
-    cfg.setdefault("activation", "relu")     # v0.1 checkpoints predate these fields
-    cfg.setdefault("output", "clamp")
-    cfg.setdefault("landmark_skip", False)
+    for key in ("widths", "eye_patch", "eye_widths"):
+        cfg[key] = tuple(cfg[key])
     model = BlendshapeNet(ModelConfig(**cfg))
     model.load_state_dict(ckpt["model"])
     return model.eval()

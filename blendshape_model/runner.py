@@ -41,7 +41,7 @@ def choose_providers(use_gpu: bool = True) -> list[str]:
 
 
 class BlendshapeRunner:
-    """``step(crop, features)`` runs one frame and keeps the recurrent state; ``reset()`` clears it
+    """``step(crop, eyes, features)`` runs one frame and keeps the recurrent state; ``reset()`` clears it
     (call it when the face is lost). ``run_sequence`` runs T frames in one call."""
 
     def __init__(self, path: str | Path, config: RunnerConfig = RunnerConfig()) -> None:
@@ -62,9 +62,8 @@ class BlendshapeRunner:
         self.path = path
         meta = self.session.get_modelmeta().custom_metadata_map
         self.model_config = json.loads(meta.get("model_config", "{}"))
-        h_shape = self.session.get_inputs()[2].shape
-        self.hidden = int(h_shape[2])
-        self.crop_size = int(self.session.get_inputs()[0].shape[2])
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.hidden = int(inputs["h"].shape[2])
         self._h: np.ndarray | None = None
 
     def reset(self) -> None:
@@ -75,17 +74,27 @@ class BlendshapeRunner:
             return np.zeros((1, batch, self.hidden), np.float32)
         return self._h
 
-    def run_sequence(self, crops: np.ndarray, features: np.ndarray, h: np.ndarray | None = None
+    def run_sequence(self, crops: np.ndarray, eyes: np.ndarray, features: np.ndarray, h: np.ndarray | None = None
                      ) -> tuple[ModelOutput, np.ndarray]:
-        """crops (T, S, S, 3) uint8, features (T, F) -> outputs with a T axis, and the final state.
-        Does not touch the carried state."""
+        """crops (T, S, S, 3) uint8, eyes (T, 2, EH, EW, 3) uint8, features (T, F) -> outputs with a
+        T axis, and the final state. Does not touch the carried state."""
         h0 = np.zeros((1, 1, self.hidden), np.float32) if h is None else h
         bs, gaze, pose, h1 = self.session.run(None, {
-            "crop": np.ascontiguousarray(crops, np.uint8)[None],
+            "crop": np.ascontiguousarray(crops, np.uint8)[None], "eyes": np.ascontiguousarray(eyes, np.uint8)[None],
             "features": np.ascontiguousarray(features, np.float32)[None], "h": h0})
         return ModelOutput(bs[0], gaze[0], pose[0]), h1
 
-    def step(self, crop: np.ndarray, features: np.ndarray) -> ModelOutput:
-        """One frame: crop (S, S, 3) uint8, features (F,) float32."""
-        out, self._h = self.run_sequence(crop[None], features[None], self._state(1))
-        return ModelOutput(out.blendshapes[0], out.gaze[0], out.pose_delta[0])
+    def step(self, crop: np.ndarray, eyes: np.ndarray, features: np.ndarray) -> ModelOutput:
+        """One frame: crop (S, S, 3) uint8, eyes (2, EH, EW, 3) uint8, features (F,) float32.
+
+        With a leading batch axis on all three, B streams advance together (one state each),
+        e.g. a frame and its mirror image; the outputs then have the batch axis too.
+        """
+        single = crop.ndim == 3
+        if single:
+            crop, eyes, features = crop[None], eyes[None], features[None]
+        bs, gaze, pose, self._h = self.session.run(None, {
+            "crop": np.ascontiguousarray(crop, np.uint8)[:, None], "eyes": np.ascontiguousarray(eyes, np.uint8)[:, None],
+            "features": np.ascontiguousarray(features, np.float32)[:, None], "h": self._state(len(crop))})
+        out = ModelOutput(bs[:, 0], gaze[:, 0], pose[:, 0])
+        return ModelOutput(out.blendshapes[0], out.gaze[0], out.pose_delta[0]) if single else out

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from blendshape_model.export import export_onnx  # noqa: E402
-from blendshape_model.features import FEATURE_DIM, landmark_features, matrix_to_quat, rotvec_to_matrix  # noqa: E402
+from blendshape_model.features import EYE_PATCH, FEATURE_DIM, landmark_features, matrix_to_quat, rotvec_to_matrix  # noqa: E402
 from blendshape_model.model import create_model, list_models  # noqa: E402
 from blendshape_model.runner import BlendshapeRunner  # noqa: E402
 
@@ -18,6 +18,7 @@ from blendshape_model.runner import BlendshapeRunner  # noqa: E402
 def _inputs(t: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     return (rng.integers(0, 256, (t, 96, 96, 3), dtype=np.uint8),
+            rng.integers(0, 256, (t, 2, *EYE_PATCH, 3), dtype=np.uint8),
             rng.normal(0, 0.5, (t, FEATURE_DIM)).astype(np.float32))
 
 
@@ -25,11 +26,12 @@ def _inputs(t: int, seed: int = 0):
 def test_every_variant_exports_and_onnx_matches_pytorch(name, tmp_path):
     torch.manual_seed(0)
     model = create_model(name).eval()
-    crops, feats = _inputs(6)
+    crops, eyes, feats = _inputs(6)
     with torch.no_grad():
-        bs, gaze, pose, h = model(torch.from_numpy(crops)[None], torch.from_numpy(feats)[None], model.initial_state(1))
+        bs, gaze, pose, h = model(torch.from_numpy(crops)[None], torch.from_numpy(eyes)[None], torch.from_numpy(feats)[None],
+                                  model.initial_state(1))
     runner = BlendshapeRunner(export_onnx(model, tmp_path / f"{name}.onnx"))
-    out, h_onnx = runner.run_sequence(crops, feats)
+    out, h_onnx = runner.run_sequence(crops, eyes, feats)
     assert out.blendshapes.shape == (6, 52) and out.gaze.shape == (6, 4) and out.pose_delta.shape == (6, 3)
     np.testing.assert_allclose(out.blendshapes, bs[0].numpy(), atol=1e-4)
     np.testing.assert_allclose(out.gaze, gaze[0].numpy(), atol=1e-4)
@@ -45,23 +47,23 @@ def runner(tmp_path_factory) -> BlendshapeRunner:
 
 
 def test_stepping_the_runner_frame_by_frame_equals_the_whole_sequence(runner):
-    crops, feats = _inputs(8, seed=2)
-    whole, _ = runner.run_sequence(crops, feats)
+    crops, eyes, feats = _inputs(8, seed=2)
+    whole, _ = runner.run_sequence(crops, eyes, feats)
     runner.reset()
-    steps = [runner.step(crops[i], feats[i]) for i in range(8)]
+    steps = [runner.step(crops[i], eyes[i], feats[i]) for i in range(8)]
     np.testing.assert_allclose(np.stack([s.blendshapes for s in steps]), whole.blendshapes, atol=1e-5)
     np.testing.assert_allclose(np.stack([s.gaze for s in steps]), whole.gaze, atol=1e-5)
 
 
 def test_runner_reset_forgets_the_previous_frames(runner):
-    crops, feats = _inputs(5, seed=3)
+    crops, eyes, feats = _inputs(5, seed=3)
     runner.reset()
-    first = runner.step(crops[0], feats[0]).blendshapes
+    first = runner.step(crops[0], eyes[0], feats[0]).blendshapes
     for i in range(1, 5):
-        runner.step(crops[i], feats[i])
-    carried = runner.step(crops[0], feats[0]).blendshapes
+        runner.step(crops[i], eyes[i], feats[i])
+    carried = runner.step(crops[0], eyes[0], feats[0]).blendshapes
     runner.reset()
-    fresh = runner.step(crops[0], feats[0]).blendshapes
+    fresh = runner.step(crops[0], eyes[0], feats[0]).blendshapes
     np.testing.assert_allclose(fresh, first, atol=1e-6)
     assert np.abs(carried - first).max() > 1e-6      # the state did carry before the reset
 

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from avatar_bridge.arkit import INDEX, MIRROR_PERMUTATION  # noqa: E402
-from blendshape_model.features import FEATURE_DIM  # noqa: E402
+from blendshape_model.features import EYE_PATCH, FEATURE_DIM  # noqa: E402
 from training.dataset import SequenceSet  # noqa: E402
 from avatar_bridge.mirror import mirror_labels  # noqa: E402
 from training.train import TrainConfig, WindowSampler, losses, train  # noqa: E402
@@ -30,6 +30,7 @@ def tiny_set(sequences: int = 12, frames: int = 12, seed: int = 0) -> dict[str, 
     bs = 1 / (1 + np.exp(-(feats @ w)))
     return dict(
         crop=rng.integers(0, 256, (sequences, frames, 96, 96, 3), dtype=np.uint8),
+        eyes=rng.integers(0, 256, (sequences, frames, 2, *EYE_PATCH, 3), dtype=np.uint8),
         landmarks=rng.uniform(0.3, 0.7, (sequences, frames, 478, 3)).astype(np.float32),
         crop_transform=np.tile(np.array([[0.5, 0, 0], [0, 0.5, 0]], np.float32), (sequences, frames, 1, 1)),
         found=np.ones((sequences, frames), bool), pnp_rot=np.tile(np.eye(3, dtype=np.float32), (sequences, frames, 1, 1)),
@@ -40,7 +41,7 @@ def tiny_set(sequences: int = 12, frames: int = 12, seed: int = 0) -> dict[str, 
 
 
 def as_sequence_set(a: dict) -> SequenceSet:
-    return SequenceSet(crops=a["crop"], features=a["features"], found=a["found"], blendshapes=a["blendshapes"],
+    return SequenceSet(crops=a["crop"], features=a["features"], eyes=a["eyes"], found=a["found"], blendshapes=a["blendshapes"],
                        gaze=a["gaze"], head_quat=a["head_quat"], pnp_rot=a["pnp_rot"], landmarks=a["landmarks"],
                        crop_transform=a["crop_transform"], image_size=(192, 192), seq_id=a["seq_id"], flipped=a["flipped"])
 
@@ -68,7 +69,7 @@ def test_trainer_runs_two_gloo_processes_under_torchrun(tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     np.savez(data_dir / "chunk_00000.npz", image_size=np.array([192, 192]),
-             **{k: v for k, v in a.items() if k != "features"})
+             **{k: v for k, v in a.items() if k not in ("features", "eyes")})
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blendshape_model.features import CROP_SIZE, FEATURE_DIM, landmark_features, rotation_6d
+from blendshape_model.features import CROP_SIZE, EYE_PATCH, FEATURE_DIM, FeatureExtractor
 
 CACHE_ROOT = Path(__file__).resolve().parents[1] / "cache" / "synth"
 
@@ -42,6 +42,7 @@ class SequenceSet:
 
     crops: np.ndarray              # (S, T, 96, 96, 3) uint8
     features: np.ndarray           # (S, T, FEATURE_DIM) float32 (see blendshape_model.features)
+    eyes: np.ndarray               # (S, T, 2, *EYE_PATCH, 3) uint8 eye patches cut from the crops
     found: np.ndarray              # (S, T) bool: the tracker found the face
     blendshapes: np.ndarray        # (S, T, 52) truth
     gaze: np.ndarray               # (S, T, 4) truth, radians (left yaw, pitch, right yaw, pitch)
@@ -188,12 +189,13 @@ def load_cache(folder: str | Path, max_sequences: int | None = None) -> Sequence
             break
     a = {k: np.concatenate(v)[:max_sequences] for k, v in parts.items()}
     S, T = a["found"].shape
+    # Features and eye patches are derived here, not cached, so a change to them needs no re-render.
     feats = np.zeros((S, T, FEATURE_DIM), np.float32)
-    for s in range(S):
-        for t in range(T):
-            if a["found"][s, t]:
-                lmf = landmark_features(a["landmarks"][s, t], a["crop_transform"][s, t], image_size)
-                feats[s, t] = np.concatenate([lmf.reshape(-1), rotation_6d(a["pnp_rot"][s, t])])
-    return SequenceSet(crops=a["crop"], features=feats, found=a["found"], blendshapes=a["blendshapes"],
+    eyes = np.zeros((S, T, 2, *EYE_PATCH, 3), np.uint8)
+    extract = FeatureExtractor()
+    for s, t in zip(*np.nonzero(a["found"])):
+        feats[s, t], eyes[s, t] = extract(a["landmarks"][s, t], a["crop"][s, t], a["crop_transform"][s, t],
+                                          image_size, a["pnp_rot"][s, t])
+    return SequenceSet(crops=a["crop"], features=feats, eyes=eyes, found=a["found"], blendshapes=a["blendshapes"],
                        gaze=a["gaze"], head_quat=a["head_quat"], pnp_rot=a["pnp_rot"], landmarks=a["landmarks"],
                        crop_transform=a["crop_transform"], image_size=image_size, seq_id=a["seq_id"], flipped=a["flipped"])

@@ -88,26 +88,31 @@ class WindowSampler:
         pick = self.valid[rng.integers(0, len(self.valid), n)]
         idx = pick[:, :1], pick[:, 1:] + np.arange(self.window)[None]
         d = self.data
-        return {"crop": torch.from_numpy(d.crops[idx]), "features": torch.from_numpy(d.features[idx]),
+        return {"crop": torch.from_numpy(d.crops[idx]), "eyes": torch.from_numpy(d.eyes[idx]),
+                "features": torch.from_numpy(d.features[idx]),
                 "blendshapes": torch.from_numpy(d.blendshapes[idx]), "gaze": torch.from_numpy(d.gaze[idx]),
                 "pose": torch.from_numpy(self.pose[idx])}
 
 
-def photometric_jitter(crop: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Per-window brightness/contrast/colour jitter on uint8 crops (the cache already holds
-    blur/noise/JPEG/occlusion; this varies exposure further at no rendering cost)."""
-    b = crop.shape[0]
-    shape = (b, 1, 1, 1, 1)
-    gain = torch.empty(shape).uniform_(0.75, 1.25, generator=gen)
-    colour = torch.empty(b, 1, 1, 1, 3).uniform_(0.92, 1.08, generator=gen)
-    bias = torch.empty(shape).uniform_(-20, 20, generator=gen)
-    x = crop.float() * gain * colour + bias
-    return x.clamp_(0, 255).to(torch.uint8)
+def photometric_jitter(images: list[torch.Tensor], gen: torch.Generator) -> list[torch.Tensor]:
+    """Per-window brightness/contrast/colour jitter, the same on each of ``images`` (uint8, window
+    first, channels last: the crops and the eye patches cut from them). The cache already holds
+    blur/noise/JPEG/occlusion; this varies exposure further at no rendering cost."""
+    b = images[0].shape[0]
+    gain = torch.empty(b).uniform_(0.75, 1.25, generator=gen)
+    colour = torch.empty(b, 3).uniform_(0.92, 1.08, generator=gen)
+    bias = torch.empty(b).uniform_(-20, 20, generator=gen)
+    out = []
+    for x in images:
+        lead = (b,) + (1,) * (x.dim() - 2)
+        y = x.float() * gain.view(lead + (1,)) * colour.view(lead + (3,)) + bias.view(lead + (1,))
+        out.append(y.clamp_(0, 255).to(torch.uint8))
+    return out
 
 
 def losses(model, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     h = torch.zeros(1, batch["crop"].shape[0], model_config(cfg.model).gru_hidden, device=batch["crop"].device)
-    bs, gaze, pose, _ = model(batch["crop"], batch["features"], h, True)
+    bs, gaze, pose, _ = model(batch["crop"], batch["eyes"], batch["features"], h, True)
     w = batch.get("shape_weights")
     w = torch.ones(bs.shape[-1], device=bs.device) if w is None else w
     target = batch["blendshapes"]
@@ -190,7 +195,7 @@ def train(cfg: TrainConfig, data: SequenceSet | None = None, progress: bool = Tr
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             batch = sampler.batch(cfg.batch)
-            batch["crop"] = photometric_jitter(batch["crop"], gen)
+            batch["crop"], batch["eyes"] = photometric_jitter([batch["crop"], batch["eyes"]], gen)
             batch["shape_weights"] = shape_weights
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             model.train()

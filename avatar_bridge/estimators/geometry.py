@@ -56,31 +56,17 @@ class GeometryEstimator:
     def __init__(self, config: GeometryConfig = GeometryConfig()) -> None:
         self.config = config
         self._pose = HeadPoseSolver(config.head_pose)
-        # The canonical rigid points, centred once; each frame's Kabsch fit only centres its own.
-        self._rigid_centred = self._pose.rigid_points - self._pose.rigid_points.mean(0)
+        self._frontalise = lm.Frontaliser()
 
     def reset(self) -> None:
         self._pose.reset()
 
     def face_points(self, observation: FaceObservation) -> np.ndarray:
-        """Landmarks turned to face the camera: (478, 2) with x towards the performer's left, y down,
-        origin between the outer eye corners, unit = the outer eye-corner span.
-
-        MediaPipe's (x, y, z) is close to a weak-perspective 3D face. Fitting the canonical face's
-        rigid points to it (Kabsch, with scale) gives the face's apparent rotation without knowing
-        the camera's focal length, and undoing it makes the distances below nearly independent of
-        where the head points; measured in the raw image they shrink and grow with pitch and yaw.
-        """
+        """Landmarks turned to face the camera (``face_landmarks.Frontaliser``): (478, 2) with x
+        towards the performer's left, y down, origin between the outer eye corners, unit = the
+        outer eye-corner span."""
         h, w = observation.frame.image.shape[:2]
-        p = observation.landmarks * np.array([w, h, w], np.float32)
-        p = p * np.array([1.0, -1.0, -1.0], np.float32)          # image axes -> camera axes
-        b = p[self._pose.rigid]
-        u, _, vt = np.linalg.svd((b - b.mean(0)).T @ self._rigid_centred)
-        d = np.sign(np.linalg.det(u @ vt))
-        rot = u @ np.diag([1.0, 1.0, d]) @ vt                     # head axes -> camera axes
-        p = (p - p[[lm.R_EYE_OUTER, lm.L_EYE_OUTER]].mean(0)) @ rot   # row-wise R^T p
-        span = float(np.linalg.norm(p[lm.L_EYE_OUTER] - p[lm.R_EYE_OUTER])) or 1.0
-        return p[:, :2] * np.array([1.0, -1.0], np.float32) / span
+        return self._frontalise(observation.landmarks, w, h)[:, :2] * np.array([1.0, -1.0], np.float32)
 
     @staticmethod
     def features(pts: np.ndarray) -> dict[str, float]:
