@@ -126,3 +126,25 @@ def test_the_eye_patches_follow_the_performers_eyes_through_a_flip(renderer, tra
     same = np.abs(a[0] - b[1]).mean() + np.abs(a[1] - b[0]).mean()
     swapped = np.abs(a[0] - b[0]).mean() + np.abs(a[1] - b[1]).mean()
     assert same < 0.5 * swapped, (same, swapped)
+
+
+def test_mirrored_inputs_match_what_the_tracker_sees_in_the_mirrored_frame(renderer, tracker):
+    """The estimator's mirrored second stream is built from the frame's own tracking (no second
+    MediaPipe pass): its landmarks must be what MediaPipe finds in the flipped frame, and its crop
+    transform must put them where the mirrored crop shows them."""
+    from avatar_bridge.face_landmarks import landmark_mirror_permutation
+    from blendshape_model.features import crop_points, mirror_inputs
+
+    image = renderer.render(render.default_params(identity=_identity(8), seed=8, head_rotation=render.quat_from_euler(0.3, 0.1, 0.1),
+                                                  blendshapes={"mouthSmileLeft": 0.8, "eyeBlinkRight": 0.6})).image
+    h, w = image.shape[:2]
+    track = lambda img: tracker.track(Frame(np.ascontiguousarray(img), 0, 0.0, "test"))  # noqa: E731
+    obs, flipped = track(image), track(image[:, ::-1])
+    twin = landmark_mirror_permutation()
+    landmarks, crop, transform, _ = mirror_inputs(obs.landmarks, obs.crop, obs.crop_transform, (w, h), np.eye(3), twin)
+    assert np.abs((landmarks - flipped.landmarks)[:, :2] * w).mean() < 1.5          # pixels; 26 without the twins
+    size = crop.shape[1]
+    np.testing.assert_array_equal(crop, obs.crop[:, ::-1])
+    ours, theirs = crop_points(landmarks, transform, (w, h)), crop_points(obs.landmarks, obs.crop_transform, (w, h))[twin]
+    np.testing.assert_allclose(ours[:, 0], size - theirs[:, 0], atol=1e-3)
+    np.testing.assert_allclose(ours[:, 1:], theirs[:, 1:], atol=1e-3)

@@ -19,7 +19,7 @@ import numpy as np
 from avatar_bridge.estimators.geometry import GeometryEstimator
 from avatar_bridge.types import FaceObservation, Frame
 from training.dataset import load_cache
-from training.metrics import score
+from training.metrics import GROUPS, score
 
 
 def run_estimator(estimator, data) -> dict[str, np.ndarray]:
@@ -46,7 +46,9 @@ def run_estimator(estimator, data) -> dict[str, np.ndarray]:
 ROWS = [("mae/eyes", "MAE eyes", "{:.4f}"), ("mae/gaze", "MAE gaze (eyeLook*)", "{:.4f}"),
         ("mae/brows", "MAE brows", "{:.4f}"), ("mae/jaw/mouth", "MAE jaw/mouth", "{:.4f}"),
         ("mae/cheek/nose", "MAE cheek/nose", "{:.4f}"), ("mae/all", "MAE all 51", "{:.4f}"),
-        ("corr/mean_moving", "mean Pearson r (moving shapes)", "{:.3f}"), ("blink_f1", "blink F1", "{:.3f}"),
+        ("corr/mean_moving", "mean Pearson r (moving shapes)", "{:.3f}"),
+        *[(f"corr/{g}", f"  r {g}", "{:.3f}") for g in GROUPS],
+        ("blink_f1", "blink F1", "{:.3f}"),
         ("head_deg/mean", "head pose error, mean (deg)", "{:.2f}"), ("head_deg/median", "head pose error, median (deg)", "{:.2f}"),
         ("gaze_deg/mean", "gaze angle error, mean (deg)", "{:.2f}")]
 

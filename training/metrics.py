@@ -49,6 +49,9 @@ def score(pred_bs: np.ndarray, true_bs: np.ndarray, pred_q: np.ndarray, true_q: 
     moving = [i for i in range(true_bs.shape[1]) if true_bs[:, i].std() > MOVING_STD]
     corr = [pearson(pred_bs[:, i], true_bs[:, i]) for i in moving]
     out["corr/mean_moving"] = float(np.mean(corr)) if corr else float("nan")
+    for group, idx in GROUPS.items():       # an estimator that leaves a group at 0 scores 0 there
+        in_group = [c for i, c in zip(moving, corr) if i in idx]
+        out[f"corr/{group}"] = float(np.mean(in_group)) if in_group else float("nan")
     out["corr/n_moving"] = float(len(moving))
     out["blink_f1"] = f1(pred_bs[:, BLINKS] > 0.5, true_bs[:, BLINKS] > 0.5)
     pose = rotation_error_deg(pred_q, true_q)
