@@ -4,9 +4,11 @@ runtime): ``FeatureExtractor`` turns a tracker observation into (features, eye p
 Features: the landmarks moved into the aligned crop's frame with ``crop_transform``, which removes
 image position, scale and roll, centred and scaled to about [-1, 1] (z scaled the same way); the
 same landmarks turned to face the camera (``face_landmarks.Frontaliser``), which also removes yaw
-and pitch, so a lid or lip gap reads the same however the head is turned; and the PnP head rotation
-(first two columns of its matrix, the continuous 6D form) so the network can correct it rather
-than rebuild it.
+and pitch, so a lid or lip gap reads the same however the head is turned; the geometry baseline's
+distances measured on them (eye aspect ratios, lip gap, mouth width, corner lift, brow heights),
+which a small MLP on standardised coordinates does not easily rebuild (v0.3 read jawOpen less well
+than the baseline); and the PnP head rotation (first two columns of its matrix, the continuous 6D
+form) so the network can correct it rather than rebuild it.
 
 Eye patches: each eye cut from the crop, levelled on its corners and scaled so the eye spans the
 same width, the performer's right eye mirrored to look like the left. One small CNN reads both,
@@ -20,9 +22,12 @@ import cv2
 import numpy as np
 
 from avatar_bridge import face_landmarks as lm
+from avatar_bridge.estimators.geometry import GeometryEstimator
 
 N_LANDMARKS = 478
-FEATURE_DIM = N_LANDMARKS * 3 * 2 + 6  # crop-frame landmarks, frontal landmarks (x, y, z), PnP rotation (6D)
+N_GEOMETRY = 12                        # GeometryEstimator.features: 4 per eye/brow side, gap, width, 2 lifts
+# crop-frame landmarks, frontal landmarks (x, y, z each), geometry distances, PnP rotation (6D)
+FEATURE_DIM = N_LANDMARKS * 3 * 2 + N_GEOMETRY + 6
 CROP_SIZE = 96                         # the tracker's default TrackerConfig.crop_size
 EYE_PATCH = (24, 40)                   # (height, width) of one eye patch, pixels
 _EYE_FILL = 0.625                      # the eye's corner-to-corner span as a fraction of the patch width
@@ -114,7 +119,9 @@ class FeatureExtractor:
         points = crop_points(landmarks, crop_transform, image_size)
         in_crop = _crop_units(points, crop.shape[0])
         frontal = self._frontalise(landmarks, *image_size)
-        features = np.concatenate([in_crop.reshape(-1), frontal.reshape(-1), rotation_6d(pnp_rotation)])
+        distances = GeometryEstimator.features(frontal[:, :2] * np.array([1.0, -1.0], np.float32))   # y down
+        features = np.concatenate([in_crop.reshape(-1), frontal.reshape(-1), list(distances.values()),
+                                   rotation_6d(pnp_rotation)])
         return features.astype(np.float32), eye_patches(crop, points)
 
 
