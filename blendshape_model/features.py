@@ -49,13 +49,8 @@ def crop_points(landmarks: np.ndarray, crop_transform: np.ndarray, image_size: t
     return out
 
 
-def landmark_features(landmarks: np.ndarray, crop_transform: np.ndarray, image_size: tuple[int, int],
-                      crop_size: int = CROP_SIZE) -> np.ndarray:
-    """(478, 3) image-normalised landmarks -> (478, 3) float32 in crop units, centred, ~[-1, 1]."""
-    return _crop_units(crop_points(landmarks, crop_transform, image_size), crop_size)
-
-
 def _crop_units(points: np.ndarray, crop_size: int) -> np.ndarray:
+    """Crop pixels -> centred, about [-1, 1] (z scaled the same way), float32."""
     out = points / crop_size * 2.0
     out[:, :2] -= 1.0
     return out.astype(np.float32)

@@ -74,14 +74,18 @@ class BlendshapeRunner:
             return np.zeros((1, batch, self.hidden), np.float32)
         return self._h
 
+    def _run(self, crops: np.ndarray, eyes: np.ndarray, features: np.ndarray, h: np.ndarray) -> list[np.ndarray]:
+        """All inputs (B, T, ...); returns [blendshapes, gaze, pose_delta, h_next]."""
+        return self.session.run(None, {
+            "crop": np.ascontiguousarray(crops, np.uint8), "eyes": np.ascontiguousarray(eyes, np.uint8),
+            "features": np.ascontiguousarray(features, np.float32), "h": h})
+
     def run_sequence(self, crops: np.ndarray, eyes: np.ndarray, features: np.ndarray, h: np.ndarray | None = None
                      ) -> tuple[ModelOutput, np.ndarray]:
         """crops (T, S, S, 3) uint8, eyes (T, 2, EH, EW, 3) uint8, features (T, F) -> outputs with a
         T axis, and the final state. Does not touch the carried state."""
         h0 = np.zeros((1, 1, self.hidden), np.float32) if h is None else h
-        bs, gaze, pose, h1 = self.session.run(None, {
-            "crop": np.ascontiguousarray(crops, np.uint8)[None], "eyes": np.ascontiguousarray(eyes, np.uint8)[None],
-            "features": np.ascontiguousarray(features, np.float32)[None], "h": h0})
+        bs, gaze, pose, h1 = self._run(crops[None], eyes[None], features[None], h0)
         return ModelOutput(bs[0], gaze[0], pose[0]), h1
 
     def step(self, crop: np.ndarray, eyes: np.ndarray, features: np.ndarray) -> ModelOutput:
@@ -93,8 +97,7 @@ class BlendshapeRunner:
         single = crop.ndim == 3
         if single:
             crop, eyes, features = crop[None], eyes[None], features[None]
-        bs, gaze, pose, self._h = self.session.run(None, {
-            "crop": np.ascontiguousarray(crop, np.uint8)[:, None], "eyes": np.ascontiguousarray(eyes, np.uint8)[:, None],
-            "features": np.ascontiguousarray(features, np.float32)[:, None], "h": self._state(len(crop))})
-        out = ModelOutput(bs[:, 0], gaze[:, 0], pose[:, 0])
-        return ModelOutput(out.blendshapes[0], out.gaze[0], out.pose_delta[0]) if single else out
+        bs, gaze, pose, self._h = self._run(crop[:, None], eyes[:, None], features[:, None], self._state(len(crop)))
+        if single:
+            return ModelOutput(bs[0, 0], gaze[0, 0], pose[0, 0])
+        return ModelOutput(bs[:, 0], gaze[:, 0], pose[:, 0])

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from blendshape_model.export import export_onnx  # noqa: E402
-from blendshape_model.features import EYE_PATCH, FEATURE_DIM, landmark_features, matrix_to_quat, rotvec_to_matrix  # noqa: E402
+from blendshape_model.features import EYE_PATCH, FEATURE_DIM, crop_points, matrix_to_quat, rotvec_to_matrix  # noqa: E402
 from blendshape_model.model import create_model, list_models  # noqa: E402
 from blendshape_model.runner import BlendshapeRunner  # noqa: E402
 
@@ -68,13 +68,13 @@ def test_runner_reset_forgets_the_previous_frames(runner):
     assert np.abs(carried - first).max() > 1e-6      # the state did carry before the reset
 
 
-def test_landmark_features_undo_image_position_and_scale():
+def test_crop_points_undo_image_position_and_scale():
     rng = np.random.default_rng(0)
     lm = rng.uniform(0.3, 0.7, (478, 3)).astype(np.float32)
     m = np.array([[0.5, 0.0, -20.0], [0.0, 0.5, -30.0]], np.float32)     # image px -> crop px
-    base = landmark_features(lm, m, (400, 300))
+    base = crop_points(lm, m, (400, 300))
     # The same face twice as large in a twice-as-large image, with a transform that undoes it.
-    big = landmark_features(lm, np.array([[0.25, 0.0, -20.0], [0.0, 0.25, -30.0]], np.float32), (800, 600))
+    big = crop_points(lm, np.array([[0.25, 0.0, -20.0], [0.0, 0.25, -30.0]], np.float32), (800, 600))
     np.testing.assert_allclose(big, base, atol=1e-5)
 
 
