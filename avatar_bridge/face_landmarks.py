@@ -33,11 +33,16 @@ def load_canonical_face() -> tuple[np.ndarray, np.ndarray]:
     every landmark triangulated from 21 known views of the neutral head, so it matches what
     MediaPipe reports on a face, not a hand-picked vertex table.
     """
+    data = _canonical_asset()
+    return data["points"].astype(np.float64), data["rigid"].astype(np.int64)
+
+
+def _canonical_asset() -> dict[str, np.ndarray]:
     from importlib import resources
 
     with resources.files("avatar_bridge").joinpath("assets/canonical_face.npz").open("rb") as fh:
-        data = np.load(fh)
-        return data["points"].astype(np.float64), data["rigid"].astype(np.int64)
+        with np.load(fh) as data:
+            return dict(data)
 
 
 class Frontaliser:
@@ -71,11 +76,6 @@ class Frontaliser:
 
 
 def landmark_mirror_permutation() -> np.ndarray:
-    """(478,) index of each landmark's mirror twin (33 <-> 263, 13 <-> 13, ...): the one-to-one
-    matching of the canonical face to its reflection that moves points least (at most 2.4 mm)."""
-    from scipy.optimize import linear_sum_assignment
-
-    points, _ = load_canonical_face()
-    reflected = points * np.array([-1.0, 1.0, 1.0])
-    _, twin = linear_sum_assignment(np.linalg.norm(points[:, None] - reflected[None], axis=2))
-    return twin
+    """(478,) index of each landmark's mirror twin (33 <-> 263, 13 <-> 13, ...), matched on the
+    canonical face and stored with it (``training.make_canonical_face.mirror_twins``)."""
+    return _canonical_asset()["twin"].astype(np.intp)

@@ -9,7 +9,7 @@ module is the training model and the exported ONNX graph (T = 1 per frame at run
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
@@ -38,14 +38,6 @@ class ModelConfig:
     eye_widths: tuple[int, ...] = (16, 32, 48)
     eye_features: int = 64
     dropout: float = 0.1
-    # "silu" since v0.2: with ReLU, 89 % of the fused units and 69 % of the landmark units of the
-    # v0.1 model were dead (never positive on held-out frames), which is why it underfit.
-    activation: str = "silu"
-    # "sigmoid" since v0.2 (trained with BCE on the logits); "clamp" is v0.1's clip to [0, 1].
-    output: str = "sigmoid"
-    # v0.2: the head also reads the landmark branch directly, so the landmark geometry (which
-    # alone predicts jawOpen at r ~0.8) does not have to squeeze through the fused bottleneck.
-    landmark_skip: bool = True
 
 
 def _dw_block(cin: int, cout: int) -> nn.Sequential:
@@ -78,7 +70,9 @@ class BlendshapeNet(nn.Module):
         self.config = config
         w = config.widths
         self.cnn = nn.Sequential(*_cnn(w), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        act = {"relu": nn.ReLU, "silu": nn.SiLU}[config.activation]
+        # SiLU, not ReLU: 89 % of the fused units and 69 % of the landmark units of v0.1 (ReLU) were
+        # dead (never positive on held-out frames), which is why it underfit.
+        act = nn.SiLU
         eh, ew = config.eye_patch
         for _ in config.eye_widths:
             eh, ew = (eh + 1) // 2, (ew + 1) // 2
@@ -93,7 +87,7 @@ class BlendshapeNet(nn.Module):
         self.gru = nn.GRU(config.fused, config.gru_hidden, batch_first=True)
         # The head also reads the landmark and eye branches directly (skips): a lid or lip gap
         # need not squeeze through the fused bottleneck.
-        skip = config.landmark_hidden + eyes if config.landmark_skip else 0
+        skip = config.landmark_hidden + eyes
         self.head = nn.Linear(config.gru_hidden + config.fused + skip, N_BLENDSHAPES + N_GAZE + N_POSE)
         # Per-feature standardisation, measured on the training set (``set_feature_stats``) and
         # saved with the weights: the lip gap or a lid gap is a few hundredths of the crop, far
@@ -110,8 +104,8 @@ class BlendshapeNet(nn.Module):
 
     def forward(self, crop: torch.Tensor, eyes: torch.Tensor, features: torch.Tensor, h: torch.Tensor,
                 raw: bool = False):
-        """``raw=True`` (training) returns the blendshapes before the output squashing: logits for
-        ``output="sigmoid"`` (trained with BCE on logits), unclipped values for ``output="clamp"``."""
+        """``raw=True`` (training) returns the blendshape logits (trained with BCE on logits)
+        instead of their sigmoid."""
         b, t = crop.shape[:2]
         s = self.config.crop_size
         eh, ew = self.config.eye_patch
@@ -121,11 +115,11 @@ class BlendshapeNet(nn.Module):
         fused = self.fuse(torch.cat([img, lmk, eye], dim=1)).reshape(b, t, -1)
         seq, h_next = self.gru(fused, h)
         # The skip from the fused features lets the head react within the frame; the GRU adds timing.
-        parts = [seq, fused] + ([lmk.reshape(b, t, -1), eye.reshape(b, t, -1)] if self.config.landmark_skip else [])
+        parts = [seq, fused, lmk.reshape(b, t, -1), eye.reshape(b, t, -1)]
         out = self.head(torch.cat(parts, dim=2))
         blend = out[..., :N_BLENDSHAPES]
         if not raw:
-            blend = torch.sigmoid(blend) if self.config.output == "sigmoid" else blend.clamp(0.0, 1.0)
+            blend = torch.sigmoid(blend)
         gaze = out[..., N_BLENDSHAPES:N_BLENDSHAPES + N_GAZE]
         pose = out[..., N_BLENDSHAPES + N_GAZE:] * 0.1       # corrections are a few degrees
         return blend, gaze, pose, h_next
@@ -157,7 +151,8 @@ def create_model(name: str, **overrides) -> BlendshapeNet:
 
 def model_from_checkpoint(ckpt: dict) -> BlendshapeNet:
     """Rebuild a model from a trainer checkpoint (its ``model_config`` and ``model`` entries)."""
-    cfg = dict(ckpt["model_config"])
+    known = {f.name for f in fields(ModelConfig)}      # v0.2-v0.4 checkpoints also carry retired switches
+    cfg = {k: v for k, v in ckpt["model_config"].items() if k in known}
     for key in ("widths", "eye_patch", "eye_widths"):
         cfg[key] = tuple(cfg[key])
     model = BlendshapeNet(ModelConfig(**cfg))

@@ -34,8 +34,6 @@ class TrainConfig:
     data: str = "cache/synth/train"
     out: str = "runs/ship"
     model: str = "bsnet_small"
-    activation: str = "silu"       # model hidden activation (v0.1: relu, which left most units dead)
-    output: str = "sigmoid"        # sigmoid: BCE on logits; clamp: v0.1's L1 + 4*MSE on unclipped outputs
     steps: int = 3000
     batch: int = 32                # windows per process per step
     window: int = 16               # frames per window (the GRU unrolls this far)
@@ -116,23 +114,16 @@ def losses(model, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     w = batch.get("shape_weights")
     w = torch.ones(bs.shape[-1], device=bs.device) if w is None else w
     target = batch["blendshapes"]
-    if cfg.output == "sigmoid":
-        # BCE on the logits: its gradient (p - y) never vanishes, also for shapes that sit at 0.
-        # The targets' own entropy is subtracted (BCE - H(y) = KL >= 0, 0 when exact), so the
-        # loss reads like an error and its gradient is unchanged.
-        y = target.clamp(1e-6, 1 - 1e-6)
-        entropy = -(y * y.log() + (1 - y) * (1 - y).log())
-        l_bs = ((F.binary_cross_entropy_with_logits(bs, target, reduction="none") - entropy) * w).mean()
-        l_bs_sq = torch.zeros((), device=bs.device)
-        diff = torch.sigmoid(bs) - target
-    else:
-        # v0.1: L1 + a squared term on the raw, unclipped outputs.
-        diff = bs - target
-        l_bs = (diff.abs() * w).mean()
-        l_bs_sq = (diff.square() * w).mean() * 4.0
+    # BCE on the logits: its gradient (p - y) never vanishes, also for shapes that sit at 0.
+    # The targets' own entropy is subtracted (BCE - H(y) = KL >= 0, 0 when exact), so the
+    # loss reads like an error and its gradient is unchanged.
+    y = target.clamp(1e-6, 1 - 1e-6)
+    entropy = -(y * y.log() + (1 - y) * (1 - y).log())
+    l_bs = ((F.binary_cross_entropy_with_logits(bs, target, reduction="none") - entropy) * w).mean()
+    diff = torch.sigmoid(bs) - target
     l_gaze = F.l1_loss(gaze, batch["gaze"])
     l_pose = F.l1_loss(pose, batch["pose"])
-    total = cfg.shape_weight * (l_bs + l_bs_sq) + cfg.gaze_weight * l_gaze + cfg.pose_weight * l_pose
+    total = cfg.shape_weight * l_bs + cfg.gaze_weight * l_gaze + cfg.pose_weight * l_pose
     return {"loss": total, "bs_mae": diff.abs().mean().detach(), "gaze_mae": l_gaze.detach(), "pose_mae": l_pose.detach()}
 
 
@@ -176,7 +167,7 @@ def train(cfg: TrainConfig, data: SequenceSet | None = None, progress: bool = Tr
     if val_batch is not None:
         val_batch["shape_weights"] = shape_weights
 
-    model = create_model(cfg.model, activation=cfg.activation, output=cfg.output)
+    model = create_model(cfg.model)
     train_feats = data.features[train_rows][data.found[train_rows]]
     model.set_feature_stats(train_feats.mean(0), train_feats.std(0))
     model = model.to(device)
