@@ -6,6 +6,7 @@ pipeline skips stale frames (counted as dropped) instead of building a queue of 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -107,28 +108,27 @@ class Daemon:
         self._stop = threading.Event()
         profile_dir = Path(config.profile_dir) if config.profile_dir else default_profile_dir()
         self.chain = SignalChain(config.signal, load_or_default(config.profile, profile_dir))
-        self.source = open_source(config.source)
-        self.pipeline = Pipeline.create(config.pipeline, self.chain)
-        self.bus = BusPublisher(config.bus)
-        self.recording = RecordingControl(local_endpoint(config.bus.pub_endpoint), header_provider=lambda: {
-            "source": config.source.spec, "fps": getattr(self.source, "fps", 30.0),
-            "profile": self.chain.profile.to_toml_dict()})
-        # Control requests are served from the frame loop's thread: the chain is not thread-safe.
-        handlers = {"status": lambda req: self.status(), "ping": lambda req: {"pong": True},
-                    **calibration_handlers(self.chain, profile_dir, self.chain.profile.name),
-                    **self.recording.handlers()}
-        handlers.update(control_handlers or {})
-        try:
+        # Whatever was opened is closed again if a later part fails (a busy port, a bad adapter
+        # setting), so a caller that handles the error is left with no camera, model or socket held.
+        with contextlib.ExitStack() as undo:
+            self.source = open_source(config.source)
+            undo.callback(getattr(self.source, "close", lambda: None))     # a camera; files open lazily
+            self.pipeline = Pipeline.create(config.pipeline, self.chain)
+            undo.callback(self.pipeline.close)
+            self.bus = BusPublisher(config.bus)
+            undo.callback(self.bus.close)
+            self.recording = RecordingControl(local_endpoint(config.bus.pub_endpoint), header_provider=lambda: {
+                "source": config.source.spec, "fps": getattr(self.source, "fps", 30.0),
+                "profile": self.chain.profile.to_toml_dict()})
+            # Control requests are served from the frame loop's thread: the chain is not thread-safe.
+            handlers = {"status": lambda req: self.status(), "ping": lambda req: {"pong": True},
+                        **calibration_handlers(self.chain, profile_dir, self.chain.profile.name),
+                        **self.recording.handlers()}
+            handlers.update(control_handlers or {})
             self.control = ControlServer(config.bus, handlers)
-        except Exception:
-            self.bus.close()
-            raise
-        try:
+            undo.callback(self.control.close)
             adapters = build_adapters(list(config.adapters), config.adapters)
-        except Exception:
-            self.control.close()
-            self.bus.close()
-            raise
+            undo.pop_all()
         # Each adapter is its own bus subscriber thread, so a slow or failing one never blocks frames.
         self.adapter_threads = [AdapterThread(a, local_endpoint(config.bus.pub_endpoint)) for a in adapters]
         self.slot = FrameSlot()

@@ -145,6 +145,14 @@ class CameraSource:
     def stop(self) -> None:
         self._stopped = True
 
+    def close(self) -> None:
+        """Release the camera now. Only for a source whose ``frames`` is not running (a daemon that
+        failed to start); a running loop releases it itself once stopped."""
+        self._stopped = True
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
     def frames(self) -> Iterator[Frame]:
         index, backoff = 0, 0.25
         while not self._stopped:

@@ -109,3 +109,32 @@ def test_a_corrupt_video_is_a_clear_error(tmp_path):
     bad.write_bytes(b"\x00" * 1000)
     with pytest.raises(SourceError, match="cannot decode"):
         open_source(SourceConfig(spec=str(bad)))
+
+
+def test_a_daemon_that_cannot_start_lets_go_of_the_camera_and_its_bus(monkeypatch, endpoints, tmp_path):
+    """The control port is taken: the daemon says so, and the (mock) camera it had opened and the
+    bus socket it had bound are released, so the caller can fix the port and try again."""
+    import zmq
+
+    from avatar_bridge.bus import BusConfig
+    from avatar_bridge.daemon import Daemon, DaemonConfig
+    from avatar_bridge.pipeline import PipelineConfig
+
+    cameras: list[MockCamera] = []
+    monkeypatch.setattr(sources.cv2, "VideoCapture", lambda i: cameras.append(MockCamera(i)) or cameras[-1])
+    MockCamera.unplugged_until = 0.0
+    bus, control = endpoints
+    ctx = zmq.Context.instance()
+    squatter = ctx.socket(zmq.REP)
+    squatter.bind(control)
+    try:
+        config = DaemonConfig(source=SourceConfig(spec="camera:0"), pipeline=PipelineConfig(estimator="geometry"),
+                              bus=BusConfig(pub_endpoint=bus, control_endpoint=control), profile_dir=str(tmp_path))
+        with pytest.raises(Exception, match=control.rsplit(":", 1)[-1]):
+            Daemon(config)
+    finally:
+        squatter.close(linger=0)
+    assert len(cameras) == 1 and not cameras[0].isOpened()
+    s = ctx.socket(zmq.PUB)
+    s.bind(bus)             # EADDRINUSE if the failed daemon kept its bus socket
+    s.close(linger=0)
