@@ -95,3 +95,50 @@ def test_flipped_labels_swap_every_left_right_pair():
     np.testing.assert_allclose(m_q, [0.1, -0.2, -0.3, 0.9])
     np.testing.assert_allclose(m_p, [-0.05, 0.0, -0.5])
     assert sorted(MIRROR_PERMUTATION) == list(range(52))
+
+
+def test_crop_jitter_moves_the_crop_frame_landmarks_with_the_crop():
+    """Bright spots drawn at three landmarks are found, after the jitter, where the jittered
+    landmark features say they are; the features that do not depend on the crop are untouched."""
+    from training.train import crop_jitter
+    s = 96
+    spots = np.array([[30.0, 35.0], [66.0, 40.0], [48.0, 72.0]])          # crop pixels
+    yy, xx = np.mgrid[0:s, 0:s]
+    crop = np.zeros((s, s, 3), np.float32)
+    for x, y in spots:
+        crop += 255 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5 ** 2))[..., None]
+    crop = np.clip(crop, 0, 255).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    features = rng.normal(0, 1, (1, 4, FEATURE_DIM)).astype(np.float32)
+    features[..., :9] = np.concatenate([spots / s * 2 - 1, np.zeros((3, 1))], 1).reshape(-1)   # crop units
+    cfg = TrainConfig(jitter_deg=8.0, jitter_scale=0.08, jitter_px=4.0)
+    crops = torch.from_numpy(np.broadcast_to(crop, (1, 4, s, s, 3)).copy())
+    out_crop, out_feat = crop_jitter(crops, torch.from_numpy(features), cfg, torch.Generator().manual_seed(3))
+    out_crop, out_feat = out_crop.numpy(), out_feat.numpy()
+    assert not np.allclose(out_feat[..., :9], features[..., :9], atol=0.02)          # it did move them
+    np.testing.assert_array_equal(out_feat[..., 478 * 3:], features[..., 478 * 3:])
+    for t in range(4):
+        moved = (out_feat[0, t, :9].reshape(3, 3)[:, :2] + 1) / 2 * s             # back to crop pixels
+        img = out_crop[0, t, ..., 0].astype(float)
+        for x, y in moved:
+            win = (slice(int(y) - 4, int(y) + 5), slice(int(x) - 4, int(x) + 5))
+            w = img[win]
+            cy, cx = (w * yy[win]).sum() / w.sum(), (w * xx[win]).sum() / w.sum()
+            assert abs(cx - x) < 0.6 and abs(cy - y) < 0.6, (t, (x, y), (cx, cy))
+
+
+def test_several_cached_sets_load_as_one_with_distinct_sequence_ids(tmp_path):
+    from training.dataset import load_cache
+    folders = []
+    for name, n in (("a", 3), ("b", 2)):
+        a = tiny_set(sequences=n, frames=4)
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "chunk_00000.npz", image_size=np.array([192, 192]),
+                 **{k: v for k, v in a.items() if k not in ("features", "eyes")})
+        folders.append(str(tmp_path / name))
+    both = load_cache(",".join(folders))
+    assert len(both) == 5
+    assert sorted(both.seq_id.tolist()) == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(both.blendshapes[3:], tiny_set(sequences=2, frames=4)["blendshapes"])
+    with pytest.raises(FileNotFoundError, match="training.generate"):
+        load_cache(folders[0] + "," + str(tmp_path / "missing"))

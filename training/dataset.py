@@ -34,6 +34,9 @@ class GenerateConfig:
     chunk: int = 4                 # sequences per cache file
     workers: int = 2
     flip: bool = True              # also track the mirrored image (labels mirrored)
+    # Shapes moving on their own tracks, 1 to this many per sequence (``SequenceConfig.max_free_shapes``);
+    # more of them shows the network the rarely used shapes more often, in combinations.
+    free_shapes: int = 5
 
 
 @dataclass
@@ -108,7 +111,7 @@ def generate_chunk(job: tuple[dict, int]) -> tuple[int, int, int]:
     first = index * cfg.chunk
     for i in range(first, min(first + cfg.chunk, cfg.sequences)):
         rng = np.random.default_rng([cfg.seed, i])
-        params = sample_sequence(rng, SequenceConfig(frames=cfg.frames))
+        params = sample_sequence(rng, SequenceConfig(frames=cfg.frames, max_free_shapes=cfg.free_shapes))
         augment = Augmenter(rng)
         images, labels = [], dict(blendshapes=[], gaze=[], head_quat=[], head_pos=[])
         for p in params:
@@ -147,7 +150,8 @@ def generate(cfg: GenerateConfig, progress: bool = True) -> dict:
     meta_path = out / "meta.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())["config"]
-        keep = ("seed", "frames", "image_size", "chunk", "flip")
+        keep = ("seed", "frames", "image_size", "chunk", "flip", "free_shapes")
+        old.setdefault("free_shapes", GenerateConfig.free_shapes)     # sets made before the setting existed
         if any(old[k] != asdict(cfg)[k] for k in keep):
             raise ValueError(f"{out} holds a set made with {{{', '.join(f'{k}={old[k]}' for k in keep)}}}; "
                              "use another --out or the same settings")
@@ -171,20 +175,30 @@ def generate(cfg: GenerateConfig, progress: bool = True) -> dict:
 
 # --- reading -----------------------------------------------------------------------------------
 
-def load_cache(folder: str | Path, max_sequences: int | None = None) -> SequenceSet:
-    """Read every chunk in ``folder`` (in order) into one SequenceSet."""
-    paths = sorted(Path(folder).glob("chunk_*.npz"))
-    paths = [p for p in paths if not p.name.endswith(".tmp.npz")]
-    if not paths:
-        raise FileNotFoundError(f"no cached chunks in {folder}; run `python -m training.generate --out {folder}` first")
+def load_cache(folders: str | Path, max_sequences: int | None = None) -> SequenceSet:
+    """Read every chunk in ``folders`` (one folder, or several joined by commas, in order) into one
+    SequenceSet. Sequence ids are offset per folder so they stay unique across sets."""
     parts: dict[str, list] = {}
     image_size = None
-    for p in paths:
-        with np.load(p) as d:
-            image_size = tuple(int(x) for x in d["image_size"])
-            for k in ("crop", "landmarks", "crop_transform", "found", "pnp_rot", "blendshapes", "gaze",
-                      "head_quat", "seq_id", "flipped"):
-                parts.setdefault(k, []).append(d[k])
+    offset = 0
+    for folder in str(folders).split(","):
+        paths = [p for p in sorted(Path(folder).glob("chunk_*.npz")) if not p.name.endswith(".tmp.npz")]
+        if not paths:
+            raise FileNotFoundError(f"no cached chunks in {folder}; run `python -m training.generate --out {folder}` first")
+        first_id = offset
+        for p in paths:
+            with np.load(p) as d:
+                size = tuple(int(x) for x in d["image_size"])
+                if image_size and size != image_size:
+                    raise ValueError(f"{p} was rendered at {size}, the sets before it at {image_size}")
+                image_size = size
+                for k in ("crop", "landmarks", "crop_transform", "found", "pnp_rot", "blendshapes", "gaze",
+                          "head_quat", "flipped"):
+                    parts.setdefault(k, []).append(d[k])
+                parts.setdefault("seq_id", []).append(d["seq_id"] + first_id)
+                offset = max(offset, int(d["seq_id"].max()) + first_id + 1)
+            if max_sequences and sum(len(x) for x in parts["crop"]) >= max_sequences:
+                break
         if max_sequences and sum(len(x) for x in parts["crop"]) >= max_sequences:
             break
     a = {k: np.concatenate(v)[:max_sequences] for k, v in parts.items()}

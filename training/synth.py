@@ -38,6 +38,7 @@ class SequenceConfig:
     p_asymmetric: float = 0.3
     blink_interval_s: tuple[float, float] = (0.4, 3.0)   # denser than life, so blinks are well sampled
     p_wink: float = 0.12
+    max_free_shapes: int = 5           # shapes moving on their own tracks: 1 to this many per sequence
 
 
 # Held expressions people make, as {shape: relative weight}; "L"/"R" suffixes expand to both sides.
@@ -175,7 +176,7 @@ def expression_track(rng: np.random.Generator, cfg: SequenceConfig) -> np.ndarra
                 (left, right) = (left, left * rng.uniform(0, 0.5)) if rng.random() < 0.5 else (left * rng.uniform(0, 0.5), left)
             bs += _envelope(rng, T)[:, None] * _expand(arch, left, right)[None]
     # Independent shapes so every one of the 51 is seen alone, not only inside an archetype.
-    for idx in rng.choice(MOVABLE, size=int(rng.integers(1, 6)), replace=False):
+    for idx in rng.choice(MOVABLE, size=int(rng.integers(1, cfg.max_free_shapes + 1)), replace=False):
         bs[:, idx] += _smooth_keyframes(rng, T, (5, 16), lambda: rng.uniform(0, 1) ** 1.5 if rng.random() < 0.7 else 0.0)
     if rng.random() < cfg.p_speech:
         bs = np.maximum(bs, speech_track(rng, cfg))

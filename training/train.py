@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial.transform import Rotation
 
+from blendshape_model.features import N_LANDMARKS
 from blendshape_model.model import create_model, model_config
 from training.dataset import SequenceSet, load_cache
 from training.generate import parse_dataclass_args
@@ -31,7 +32,7 @@ from training.generate import parse_dataclass_args
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str = "cache/synth/train"
+    data: str = "cache/synth/train"   # cached set(s); several folders joined by commas
     out: str = "runs/ship"
     model: str = "bsnet_small"
     steps: int = 3000
@@ -45,6 +46,12 @@ class TrainConfig:
     shape_weight: float = 4.0       # blendshape terms vs gaze (rad) and pose (rad) terms
     gaze_weight: float = 1.0
     pose_weight: float = 2.0
+    # Crop alignment jitter (per frame, standard deviations): the tracker fits its similarity to
+    # three points with LMEDS, so two near-identical frames (or a frame and its mirror) can be cut a
+    # few pixels or a degree apart; training on jittered crops makes the network indifferent to it.
+    jitter_deg: float = 2.0
+    jitter_scale: float = 0.03     # log scale
+    jitter_px: float = 1.5         # crop pixels
     val_fraction: float = 0.05     # source sequences held out for validation curves
     eval_every: int = 250
     seed: int = 0
@@ -106,6 +113,33 @@ def photometric_jitter(images: list[torch.Tensor], gen: torch.Generator) -> list
         y = x.float() * gain.view(lead + (1,)) * colour.view(lead + (3,)) + bias.view(lead + (1,))
         out.append(y.clamp_(0, 255).to(torch.uint8))
     return out
+
+
+def crop_jitter(crop: torch.Tensor, features: torch.Tensor, cfg: TrainConfig,
+                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-cut every crop (B, T, S, S, 3) uint8 with a small random similarity about its centre and
+    move the crop-frame landmarks (the first N_LANDMARKS * 3 features, centred crop units) with it,
+    so the crop and its landmarks still agree; the other features do not depend on the crop."""
+    b, t, s = crop.shape[:3]
+    n = b * t
+    angle = torch.randn(n, generator=gen) * math.radians(cfg.jitter_deg)
+    scale = torch.exp(torch.randn(n, generator=gen) * cfg.jitter_scale)
+    shift = torch.randn(n, 2, generator=gen) * (2 * cfg.jitter_px / s)        # crop units: 2 / S a pixel
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)   # (n, 2, 2)
+    # The content moves p -> scale * rot @ p + shift; grid_sample wants the inverse map.
+    inv = rot.transpose(1, 2) / scale[:, None, None]
+    theta = torch.cat([inv, -(inv @ shift[:, :, None])], dim=2)
+    img = crop.reshape(n, s, s, 3).permute(0, 3, 1, 2).float()
+    grid = F.affine_grid(theta, (n, 3, s, s), align_corners=False)
+    img = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    crop = img.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).reshape(b, t, s, s, 3)
+    k = N_LANDMARKS * 3
+    pts = features[..., :k].reshape(n, N_LANDMARKS, 3)
+    xy = pts[..., :2] @ (scale[:, None, None] * rot).transpose(1, 2) + shift[:, None]
+    z = pts[..., 2:] * scale[:, None, None]
+    features = torch.cat([torch.cat([xy, z], -1).reshape(b, t, k), features[..., k:]], dim=-1)
+    return crop.contiguous(), features
 
 
 def losses(model, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
@@ -187,6 +221,8 @@ def train(cfg: TrainConfig, data: SequenceSet | None = None, progress: bool = Tr
                 g["lr"] = lr_at(step, cfg)
             batch = sampler.batch(cfg.batch)
             batch["crop"], batch["eyes"] = photometric_jitter([batch["crop"], batch["eyes"]], gen)
+            if cfg.jitter_deg or cfg.jitter_scale or cfg.jitter_px:
+                batch["crop"], batch["features"] = crop_jitter(batch["crop"], batch["features"], cfg, gen)
             batch["shape_weights"] = shape_weights
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             model.train()
@@ -210,7 +246,7 @@ def train(cfg: TrainConfig, data: SequenceSet | None = None, progress: bool = Tr
         "train_config": asdict(cfg), "history": history, "final": history[-1] if history else {},
         "data": {"folder": cfg.data, "sequences": int(len(data)), "train_sequences": int(len(train_rows)),
                  "windows": int(len(sampler.valid)), "frames": int(data.found.size),
-                 "meta": _read_meta(cfg.data)},
+                 "meta": [_read_meta(f) for f in cfg.data.split(",")]},
         "run": {"seconds": round(time.time() - t_start, 1), "processes": world, "device": str(device),
                 "hardware": _hardware(device), "torch": torch.__version__},
     }
