@@ -16,15 +16,19 @@ import time
 import numpy as np
 
 
-def timings(fn, frames: int, warmup: int = 50) -> tuple[float, float]:
+def timings(fns: dict[str, object], frames: int, warmup: int = 50) -> dict[str, tuple[float, float]]:
+    """(median, p95) ms of each function, called in turn frame by frame so that the machine's
+    background load and clock changes fall on all of them alike."""
     for _ in range(warmup):
-        fn()
-    ts = np.empty(frames)
+        for fn in fns.values():
+            fn()
+    ts = {k: np.empty(frames) for k in fns}
     for i in range(frames):
-        t0 = time.perf_counter()
-        fn()
-        ts[i] = time.perf_counter() - t0
-    return float(np.median(ts) * 1000), float(np.percentile(ts, 95) * 1000)
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            ts[k][i] = time.perf_counter() - t0
+    return {k: (float(np.median(v) * 1000), float(np.percentile(v, 95) * 1000)) for k, v in ts.items()}
 
 
 def main(argv=None) -> None:
@@ -50,14 +54,17 @@ def main(argv=None) -> None:
                         f"{os.cpu_count()} cores, {a.threads} onnxruntime thread(s), {a.frames} frames)")
     for col in ("model", "size MB", "network median ms", "network p95 ms", "estimator median ms", "estimator p95 ms"):
         table.add_column(col, justify="right")
-    for label, path in (("fp32", SHIPPED_MODEL), ("int8", SHIPPED_MODEL_INT8)):
-        if not path.exists():
-            continue
+    h, w = obs.frame.image.shape[:2]
+    feats, eyes = FeatureExtractor()(obs.landmarks, obs.crop, obs.crop_transform, (w, h), np.eye(3))
+    models = {label: path for label, path in (("fp32", SHIPPED_MODEL), ("int8", SHIPPED_MODEL_INT8)) if path.exists()}
+    fns = {}
+    for label, path in models.items():
         est = NeuralEstimator(NeuralConfig(model_path=str(path), runner=RunnerConfig(threads=a.threads)))
-        h, w = obs.frame.image.shape[:2]
-        feats, eyes = FeatureExtractor()(obs.landmarks, obs.crop, obs.crop_transform, (w, h), np.eye(3))
-        net = timings(lambda: est.runner.step(obs.crop, eyes, feats), a.frames)
-        full = timings(lambda: est.estimate(obs), a.frames)
+        fns[label, "network"] = lambda est=est: est.runner.step(obs.crop, eyes, feats)
+        fns[label, "estimator"] = lambda est=est: est.estimate(obs)
+    t = timings(fns, a.frames)
+    for label, path in models.items():
+        net, full = t[label, "network"], t[label, "estimator"]
         table.add_row(label, f"{path.stat().st_size / 1e6:.2f}", f"{net[0]:.3f}", f"{net[1]:.3f}",
                       f"{full[0]:.3f}", f"{full[1]:.3f}")
     Console(width=140).print(table)

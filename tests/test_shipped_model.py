@@ -76,21 +76,25 @@ def test_outputs_rank_rendered_frames_in_the_order_of_their_true_weights(shapes,
         assert np.all(np.diff(out) > 0), f"{shapes}: {np.round(out, 3)} for true {weights}"
 
 
-@pytest.mark.parametrize("seed", [21, 23])
-def test_a_flipped_image_swaps_the_left_and_right_outputs(renderer, tracker, estimator, seed):
-    p = render.default_params(identity=_identity(seed), seed=seed,
-                              blendshapes={"eyeBlinkLeft": 1.0, "mouthSmileLeft": 0.9, "browOuterUpLeft": 0.8})
-    image = renderer.render(p).image
-    a = estimate(tracker, estimator, image).blendshapes
-    b = estimate(tracker, estimator, image[:, ::-1]).blendshapes
-    # The wink and the one-sided smile read on the performer's left, and on the right in the mirror.
-    # The smile's margin is smaller: the tracker aligns the mirrored frame's crop a little
-    # differently, and v0.4 reads the same smile weaker there (docs/model_card.md, limitations).
-    for shape, margin in (("eyeBlink", 0.2), ("mouthSmile", 0.05)):
-        assert a[INDEX[shape + "Left"]] > a[INDEX[shape + "Right"]] + margin
-        assert b[INDEX[shape + "Right"]] > b[INDEX[shape + "Left"]] + margin
-    # Everything else mirrors too: the flipped outputs are the permuted originals, within noise.
-    assert np.abs(b - a[list(MIRROR_PERMUTATION)]).mean() < 0.03
+def test_a_flipped_image_swaps_the_left_and_right_outputs(renderer, tracker, estimator):
+    """A wink, a one-sided smile and a one-sided brow raise on eight identities, each also flipped."""
+    diffs = []
+    for seed in range(20, 28):
+        p = render.default_params(identity=_identity(seed), seed=seed,
+                                  blendshapes={"eyeBlinkLeft": 1.0, "mouthSmileLeft": 0.9, "browOuterUpLeft": 0.8})
+        image = renderer.render(p).image
+        a = estimate(tracker, estimator, image).blendshapes
+        b = estimate(tracker, estimator, image[:, ::-1]).blendshapes
+        # The wink and the smile read on the performer's left, and on the right in the mirror. The
+        # smile's margin is smaller: the tracker finds slightly different landmarks in the mirrored
+        # frame, and a one-sided smile is subtler than a closed eye (docs/model_card.md, limitations).
+        for shape, margin in (("eyeBlink", 0.2), ("mouthSmile", 0.05)):
+            assert a[INDEX[shape + "Left"]] > a[INDEX[shape + "Right"]] + margin, (seed, shape)
+            assert b[INDEX[shape + "Right"]] > b[INDEX[shape + "Left"]] + margin, (seed, shape)
+        diffs.append(np.abs(b - a[list(MIRROR_PERMUTATION)]).mean())
+    # Everything else mirrors too: the flipped outputs are the permuted originals, within the noise
+    # the tracker's own left/right differences leave (v0.5: 0.022 on average, 0.05 at worst).
+    assert np.mean(diffs) < 0.03 and max(diffs) < 0.06, np.round(diffs, 3)
 
 
 # --- real photographs ----------------------------------------------------------------------------

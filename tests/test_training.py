@@ -142,3 +142,17 @@ def test_several_cached_sets_load_as_one_with_distinct_sequence_ids(tmp_path):
     np.testing.assert_array_equal(both.blendshapes[3:], tiny_set(sequences=2, frames=4)["blendshapes"])
     with pytest.raises(FileNotFoundError, match="training.generate"):
         load_cache(folders[0] + "," + str(tmp_path / "missing"))
+
+
+def test_fine_tuning_starts_from_the_given_checkpoint(tmp_path):
+    data = as_sequence_set(tiny_set(sequences=6, frames=8))
+    base = dict(model="bsnet_tiny", batch=4, window=4, warmup=1, val_fraction=0.0, export=False, threads=2)
+    first = train(TrainConfig(out=str(tmp_path / "a"), steps=5, **base), data=data, progress=False)
+    # lr 0: nothing learns, so the weights are the checkpoint's (the standardisation too, not recomputed)
+    again = train(TrainConfig(out=str(tmp_path / "b"), steps=2, lr=0.0, init=str(tmp_path / "a" / "ckpt.pt"), **base),
+                  data=as_sequence_set(tiny_set(sequences=6, frames=8, seed=1)), progress=False)
+    for key in ("head.weight", "landmarks.0.weight", "feat_mean", "feat_std"):
+        torch.testing.assert_close(again["model"][key], first["model"][key])
+    with pytest.raises(ValueError, match="bsnet_tiny"):
+        train(TrainConfig(out=str(tmp_path / "c"), steps=1, init=str(tmp_path / "a" / "ckpt.pt"),
+                          **{**base, "model": "bsnet_small"}), data=data, progress=False)

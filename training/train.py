@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from scipy.spatial.transform import Rotation
 
 from blendshape_model.features import N_LANDMARKS
-from blendshape_model.model import create_model, model_config
+from blendshape_model.model import create_model, model_config, model_from_checkpoint
 from training.dataset import SequenceSet, load_cache
 from training.generate import parse_dataclass_args
 
@@ -35,6 +35,7 @@ class TrainConfig:
     data: str = "cache/synth/train"   # cached set(s); several folders joined by commas
     out: str = "runs/ship"
     model: str = "bsnet_small"
+    init: str = ""                 # a checkpoint to start from (fine-tuning; its model and feature statistics)
     steps: int = 3000
     batch: int = 32                # windows per process per step
     window: int = 16               # frames per window (the GRU unrolls this far)
@@ -201,9 +202,15 @@ def train(cfg: TrainConfig, data: SequenceSet | None = None, progress: bool = Tr
     if val_batch is not None:
         val_batch["shape_weights"] = shape_weights
 
-    model = create_model(cfg.model)
-    train_feats = data.features[train_rows][data.found[train_rows]]
-    model.set_feature_stats(train_feats.mean(0), train_feats.std(0))
+    if cfg.init:
+        start = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        if start["model_config"]["name"] != cfg.model:
+            raise ValueError(f"--init {cfg.init} holds a {start['model_config']['name']}, not --model {cfg.model}")
+        model = model_from_checkpoint(start).train()
+    else:
+        model = create_model(cfg.model)
+        train_feats = data.features[train_rows][data.found[train_rows]]
+        model.set_feature_stats(train_feats.mean(0), train_feats.std(0))
     model = model.to(device)
     raw = model
     if ddp:
