@@ -187,6 +187,8 @@ def load_cache(folders: str | Path, max_sequences: int | None = None) -> Sequenc
             raise FileNotFoundError(f"no cached chunks in {folder}; run `python -m training.generate --out {folder}` first")
         first_id = offset
         for p in paths:
+            if max_sequences and sum(len(x) for x in parts.get("crop", [])) >= max_sequences:
+                break
             with np.load(p) as d:
                 size = tuple(int(x) for x in d["image_size"])
                 if image_size and size != image_size:
@@ -197,10 +199,6 @@ def load_cache(folders: str | Path, max_sequences: int | None = None) -> Sequenc
                     parts.setdefault(k, []).append(d[k])
                 parts.setdefault("seq_id", []).append(d["seq_id"] + first_id)
                 offset = max(offset, int(d["seq_id"].max()) + first_id + 1)
-            if max_sequences and sum(len(x) for x in parts["crop"]) >= max_sequences:
-                break
-        if max_sequences and sum(len(x) for x in parts["crop"]) >= max_sequences:
-            break
     a = {k: np.concatenate(v)[:max_sequences] for k, v in parts.items()}
     S, T = a["found"].shape
     # Features and eye patches are derived here, not cached, so a change to them needs no re-render.
