@@ -156,3 +156,13 @@ def test_fine_tuning_starts_from_the_given_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="bsnet_tiny"):
         train(TrainConfig(out=str(tmp_path / "c"), steps=1, init=str(tmp_path / "a" / "ckpt.pt"),
                           **{**base, "model": "bsnet_small"}), data=data, progress=False)
+
+
+def test_training_commands_take_their_help_from_the_config_comments(capsys):
+    from training.generate import parse_dataclass_args
+    with pytest.raises(SystemExit):
+        parse_dataclass_args(TrainConfig, ["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--init INIT a checkpoint to start from" in out and "(default: bsnet_small)" in out
+    cfg = parse_dataclass_args(TrainConfig, ["--steps", "7", "--no-export", "--data", "a,b"])
+    assert cfg.steps == 7 and cfg.export is False and cfg.data == "a,b"

@@ -26,17 +26,16 @@ CACHE_ROOT = Path(__file__).resolve().parents[1] / "cache" / "synth"
 class GenerateConfig:
     """One cached set. Sequence ``i`` of a set depends only on (seed, i), whatever the worker count."""
 
-    out: str = str(CACHE_ROOT / "train")
-    sequences: int = 480
-    seed: int = 0
-    frames: int = 32
-    image_size: int = 192
+    out: str = str(CACHE_ROOT / "train")   # cache folder (existing chunks are kept)
+    sequences: int = 480           # source sequences (each also tracked mirrored)
+    seed: int = 0                  # sequence i depends only on (seed, i)
+    frames: int = 32               # frames per sequence (30 fps)
+    image_size: int = 192          # rendered frame side, pixels
     chunk: int = 4                 # sequences per cache file
-    workers: int = 2
+    workers: int = 2               # render + track processes
     flip: bool = True              # also track the mirrored image (labels mirrored)
-    # Shapes moving on their own tracks, 1 to this many per sequence (``SequenceConfig.max_free_shapes``);
-    # more of them shows the network the rarely used shapes more often, in combinations.
-    free_shapes: int = 5
+    # More of these shows the network the rarely used shapes more often, in combinations.
+    free_shapes: int = 5           # shapes moving on their own tracks: 1 to this many per sequence
 
 
 @dataclass

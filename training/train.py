@@ -33,15 +33,15 @@ from training.generate import parse_dataclass_args
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = "cache/synth/train"   # cached set(s); several folders joined by commas
-    out: str = "runs/ship"
-    model: str = "bsnet_small"
+    out: str = "runs/ship"          # checkpoint, summary and ONNX go here
+    model: str = "bsnet_small"      # bsnet_tiny | bsnet_small | bsnet_base
     init: str = ""                 # a checkpoint to start from (fine-tuning; its model and feature statistics)
-    steps: int = 3000
+    steps: int = 3000              # optimiser steps
     batch: int = 32                # windows per process per step
     window: int = 16               # frames per window (the GRU unrolls this far)
-    lr: float = 2e-3
+    lr: float = 2e-3               # Adam peak learning rate
     min_lr_frac: float = 0.05      # cosine decay to lr * this
-    warmup: int = 100
+    warmup: int = 100              # linear warm-up steps
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     shape_weight: float = 4.0       # blendshape terms vs gaze (rad) and pose (rad) terms
@@ -50,7 +50,7 @@ class TrainConfig:
     # Crop alignment jitter (per frame, standard deviations): the tracker fits its similarity to
     # three points with LMEDS, so two near-identical frames (or a frame and its mirror) can be cut a
     # few pixels or a degree apart; training on jittered crops makes the network indifferent to it.
-    jitter_deg: float = 2.0
+    jitter_deg: float = 2.0        # rotation, degrees
     jitter_scale: float = 0.03     # log scale
     jitter_px: float = 1.5         # crop pixels
     val_fraction: float = 0.05     # source sequences held out for validation curves
