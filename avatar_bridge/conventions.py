@@ -45,6 +45,14 @@ def axis_angle(axis: Sequence[float], angle: float) -> Quat:
     return (axis[0] * s, axis[1] * s, axis[2] * s, math.cos(angle / 2))
 
 
+def quat_from_rotvec(v: Sequence[float]) -> Quat:
+    """Rotation vector (unit axis * angle, radians) -> quaternion."""
+    angle = math.sqrt(sum(c * c for c in v))
+    if angle < 1e-12:
+        return (0.0, 0.0, 0.0, 1.0)
+    return axis_angle([c / angle for c in v], angle)
+
+
 def quat_to_matrix(q: Sequence[float]) -> list[list[float]]:
     x, y, z, w = quat_normalize(q)
     return [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],

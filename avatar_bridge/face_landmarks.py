@@ -7,6 +7,8 @@ image's left in an unmirrored camera.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # Eyes: corners and three upper/lower lid pairs per eye.
@@ -37,7 +39,10 @@ def load_canonical_face() -> tuple[np.ndarray, np.ndarray]:
     return data["points"].astype(np.float64), data["rigid"].astype(np.int64)
 
 
+@functools.cache
 def _canonical_asset() -> dict[str, np.ndarray]:
+    """The packaged asset, read once per process (the pose solver, the frontaliser and the mirror
+    twins all start from it); callers copy what they keep."""
     from importlib import resources
 
     with resources.files("avatar_bridge").joinpath("assets/canonical_face.npz").open("rb") as fh:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from avatar_bridge import face_landmarks as lm
-from avatar_bridge.conventions import quat_multiply
+from avatar_bridge.conventions import quat_from_rotvec, quat_multiply
 
 # OpenCV's camera looks down +z with y down; ours has y up and z towards the viewer.
 _CV_TO_OURS = np.diag([1.0, -1.0, -1.0])
@@ -63,9 +62,7 @@ class HeadPoseSolver:
         p = _CV_TO_OURS @ tvec[:, 0]
         # The quaternion straight from the rotation vector (scipy's from_matrix costs ~0.4 ms a
         # frame); _CV_TO_OURS is the half turn about x, quaternion (1, 0, 0, 0).
-        angle = float(np.linalg.norm(rvec))
-        axis = rvec[:, 0] / angle if angle > 1e-12 else np.zeros(3)
-        q = np.array(quat_multiply((1.0, 0.0, 0.0, 0.0), (*(axis * math.sin(angle / 2)), math.cos(angle / 2))))
+        q = np.array(quat_multiply((1.0, 0.0, 0.0, 0.0), quat_from_rotvec(rvec[:, 0].tolist())))
         if q[3] < 0:  # keep w >= 0 so consecutive frames do not flip sign
             q = -q
         return HeadPose(tuple(float(x) for x in q), tuple(float(x) for x in p), r)

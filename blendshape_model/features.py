@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from avatar_bridge import face_landmarks as lm
+from avatar_bridge.conventions import quat_from_rotvec
 from avatar_bridge.estimators.geometry import GeometryEstimator
 
 N_LANDMARKS = 478
@@ -144,12 +145,5 @@ def matrix_to_rotvec(matrix: np.ndarray) -> np.ndarray:
 
 def matrix_to_quat(matrix: np.ndarray) -> tuple[float, float, float, float]:
     """3x3 rotation -> quaternion (x, y, z, w) with w >= 0."""
-    v = matrix_to_rotvec(matrix)
-    theta = float(np.linalg.norm(v))
-    if theta < 1e-12:
-        return (0.0, 0.0, 0.0, 1.0)
-    xyz = v / theta * np.sin(theta / 2)
-    q = np.array([*xyz, np.cos(theta / 2)])
-    if q[3] < 0:
-        q = -q
-    return tuple(float(c) for c in q)
+    q = quat_from_rotvec(matrix_to_rotvec(matrix).tolist())
+    return q if q[3] >= 0 else tuple(-c for c in q)
