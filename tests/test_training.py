@@ -142,6 +142,12 @@ def test_several_cached_sets_load_as_one_with_distinct_sequence_ids(tmp_path):
     np.testing.assert_array_equal(both.blendshapes[3:], tiny_set(sequences=2, frames=4)["blendshapes"])
     with pytest.raises(FileNotFoundError, match="training.generate"):
         load_cache(folders[0] + "," + str(tmp_path / "missing"))
+    longer = tiny_set(sequences=1, frames=8)
+    (tmp_path / "c").mkdir()
+    np.savez(tmp_path / "c" / "chunk_00000.npz", image_size=np.array([192, 192]),
+             **{k: v for k, v in longer.items() if k not in ("features", "eyes")})
+    with pytest.raises(ValueError, match="same --frames"):
+        load_cache(folders[0] + "," + str(tmp_path / "c"))
 
 
 def test_fine_tuning_starts_from_the_given_checkpoint(tmp_path):

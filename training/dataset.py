@@ -178,7 +178,7 @@ def load_cache(folders: str | Path, max_sequences: int | None = None) -> Sequenc
     """Read every chunk in ``folders`` (one folder, or several joined by commas, in order) into one
     SequenceSet. Sequence ids are offset per folder so they stay unique across sets."""
     parts: dict[str, list] = {}
-    image_size = None
+    image_size = frames = None
     offset = 0
     for folder in str(folders).split(","):
         paths = [p for p in sorted(Path(folder).glob("chunk_*.npz")) if not p.name.endswith(".tmp.npz")]
@@ -193,6 +193,10 @@ def load_cache(folders: str | Path, max_sequences: int | None = None) -> Sequenc
                 if image_size and size != image_size:
                     raise ValueError(f"{p} was rendered at {size}, the sets before it at {image_size}")
                 image_size = size
+                if frames and d["found"].shape[1] != frames:    # sequences are stacked (S, T, ...)
+                    raise ValueError(f"{p} holds {d['found'].shape[1]}-frame sequences, the sets before it "
+                                     f"{frames}-frame ones; join only sets generated with the same --frames")
+                frames = d["found"].shape[1]
                 for k in ("crop", "landmarks", "crop_transform", "found", "pnp_rot", "blendshapes", "gaze",
                           "head_quat", "flipped"):
                     parts.setdefault(k, []).append(d[k])
