@@ -9,7 +9,7 @@ at rest and with that shape alone at full weight, at the training renders' size.
 - ``mesh cm``: the largest vertex displacement of the shape on the face (what the renderer moves);
 - ``landmark SNR``: how far the shape moves MediaPipe's frontalised landmarks (RMS over the 478,
   unit = outer eye-corner span) divided by how far they move between two renders of the resting
-  face half a degree and half a pixel apart (the tracker's own jitter). Under ~2 the tracker's
+  face half a degree and half a millimetre apart (the tracker's own jitter). Under ~2 the tracker's
   landmarks barely carry the shape and the network has to read it from pixels;
 - ``model``: the shipped (or given) model's output for that shape, at rest and at full weight,
   and ``top``: the share of identities where that shape is the output that rose most.

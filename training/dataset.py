@@ -193,10 +193,11 @@ def load_cache(folders: str | Path, max_sequences: int | None = None) -> Sequenc
                 if image_size and size != image_size:
                     raise ValueError(f"{p} was rendered at {size}, the sets before it at {image_size}")
                 image_size = size
-                if frames and d["found"].shape[1] != frames:    # sequences are stacked (S, T, ...)
-                    raise ValueError(f"{p} holds {d['found'].shape[1]}-frame sequences, the sets before it "
-                                     f"{frames}-frame ones; join only sets generated with the same --frames")
-                frames = d["found"].shape[1]
+                length = d["found"].shape[1]                 # sequences are stacked (S, T, ...)
+                if frames and length != frames:
+                    raise ValueError(f"{p} holds {length}-frame sequences, the sets before it {frames}-frame "
+                                     "ones; join only sets generated with the same --frames")
+                frames = length
                 for k in ("crop", "landmarks", "crop_transform", "found", "pnp_rot", "blendshapes", "gaze",
                           "head_quat", "flipped"):
                     parts.setdefault(k, []).append(d[k])
