@@ -23,7 +23,7 @@ def main(argv=None) -> None:
 
     from avatar_bridge.arkit import INDEX, MIRROR_PERMUTATION
     from avatar_bridge.estimators.neural import NeuralEstimator
-    from avatar_bridge.tracker import FaceTracker, TrackerConfig
+    from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
     from avatar_bridge.types import Frame
     from training import render
 

@@ -36,7 +36,7 @@ def main(argv=None) -> None:
     from rich.table import Table
 
     from avatar_bridge.estimators.neural import NeuralConfig, NeuralEstimator
-    from avatar_bridge.tracker import FaceTracker, TrackerConfig
+    from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
     from avatar_bridge.types import Frame
     from blendshape_model import SHIPPED_MODEL, SHIPPED_MODEL_INT8
     from blendshape_model.features import FeatureExtractor

@@ -33,8 +33,8 @@ def main(argv=None) -> None:
 
     from avatar_bridge.arkit import ARKIT_BLENDSHAPES
     from avatar_bridge.estimators.neural import NeuralEstimator
-    from avatar_bridge.face_landmarks import Frontaliser
-    from avatar_bridge.tracker import FaceTracker, TrackerConfig
+    from avatar_bridge.tracking.face_landmarks import Frontaliser
+    from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
     from avatar_bridge.types import Frame
     from training import render
 

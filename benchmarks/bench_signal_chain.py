@@ -26,8 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avatar_bridge.arkit import INDEX  # noqa: E402
-from avatar_bridge.one_euro import OneEuroFilter  # noqa: E402
-from avatar_bridge.signal_chain import FilterParams, SignalChain, SignalChainConfig  # noqa: E402
+from avatar_bridge.signal.one_euro import OneEuroFilter  # noqa: E402
+from avatar_bridge.signal.chain import FilterParams, SignalChain, SignalChainConfig  # noqa: E402
 from avatar_bridge.types import FaceState  # noqa: E402
 
 FPS = 30.0

@@ -23,9 +23,9 @@ from rich.progress import track
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avatar_bridge.conventions import head_yaw_pitch_roll  # noqa: E402
-from avatar_bridge.pipeline import PipelineConfig, build_estimator  # noqa: E402
-from avatar_bridge.signal_chain import SignalChain, SignalChainConfig  # noqa: E402
-from avatar_bridge.tracker import FaceTracker  # noqa: E402
+from avatar_bridge.runtime.pipeline import PipelineConfig, build_estimator  # noqa: E402
+from avatar_bridge.signal.chain import SignalChain, SignalChainConfig  # noqa: E402
+from avatar_bridge.tracking.tracker import FaceTracker  # noqa: E402
 from avatar_bridge.types import FaceState, Frame  # noqa: E402
 from training.render import Renderer, default_params, quat_from_euler  # noqa: E402
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from avatar_bridge import face_landmarks as lm
+from avatar_bridge.tracking import face_landmarks as lm
 from avatar_bridge.conventions import quat_from_rotvec
 from avatar_bridge.estimators.geometry import GeometryEstimator
 

@@ -23,7 +23,7 @@ from avatar_bridge.adapters.runner import AdapterThread, build_adapter, build_ad
 from avatar_bridge.adapters.udp import RateGate, bind_udp
 from avatar_bridge.adapters.vmc import (VMC_PERFECT_SYNC_NAMES, VmcBundleEncoder, VmcConfig, VmcSender,
                                         encode_vmc_bundle)
-from avatar_bridge.bus import BusConfig, BusPublisher
+from avatar_bridge.bus.sockets import BusConfig, BusPublisher
 from avatar_bridge.types import FaceState
 
 F32 = 1e-6

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import zmq
 
-from avatar_bridge import wire
-from avatar_bridge.bus import BusConfig, BusSubscriber, control_request
-from avatar_bridge.daemon import Daemon, DaemonConfig
-from avatar_bridge.pipeline import PipelineConfig
-from avatar_bridge.sources import SourceConfig, demo_clip_path
+from avatar_bridge.bus import wire
+from avatar_bridge.bus.sockets import BusConfig, BusSubscriber, control_request
+from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
+from avatar_bridge.runtime.pipeline import PipelineConfig
+from avatar_bridge.tracking.sources import SourceConfig, demo_clip_path
 
 from conftest import cli, hermetic_env, start_daemon, stop
 

@@ -8,9 +8,9 @@ import time
 import numpy as np
 from pythonosc.osc_bundle import OscBundle
 
-from avatar_bridge import wire
+from avatar_bridge.bus import wire
 from avatar_bridge.adapters.vmc import VMC_PERFECT_SYNC_NAMES
-from avatar_bridge.bus import BusSubscriber, control_request
+from avatar_bridge.bus.sockets import BusSubscriber, control_request
 
 from conftest import start_daemon, stop
 from test_adapters import unreal_decode

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from avatar_bridge.bus import control_request
-from avatar_bridge.takes import read_take
+from avatar_bridge.bus.sockets import control_request
+from avatar_bridge.takes.format import read_take
 
 from conftest import cli, hermetic_env, start_daemon, stop, wait_for
 

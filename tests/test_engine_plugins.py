@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 import zmq
 
-from avatar_bridge import conventions, wire
+from avatar_bridge import conventions
+
+from avatar_bridge.bus import wire
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, NAMES_HASH
-from avatar_bridge.bus import BusSubscriber
+from avatar_bridge.bus.sockets import BusSubscriber
 from avatar_bridge.types import FaceState
 
 from conftest import ROOT, free_port, start_daemon, stop, wait_for

@@ -9,8 +9,8 @@ import pytest
 
 from avatar_bridge.estimators.geometry import GeometryConfig, GeometryEstimator
 from avatar_bridge.conventions import head_yaw_pitch_roll
-from avatar_bridge.head_pose import HeadPoseConfig
-from avatar_bridge.tracker import FaceTracker, TrackerConfig
+from avatar_bridge.tracking.head_pose import HeadPoseConfig
+from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
 from avatar_bridge.types import Frame
 
 from conftest import ICT_NPZ

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from avatar_bridge import wire
-from avatar_bridge.bus import BusSubscriber
+from avatar_bridge.bus import wire
+from avatar_bridge.bus.sockets import BusSubscriber
 from avatar_bridge.cli import app
 from avatar_bridge.conventions import head_yaw_pitch_roll
-from avatar_bridge.live_link_csv import (LLF_HEADER, LiveLinkCsvConfig, LiveLinkCsvError, export_csv,
+from avatar_bridge.takes.live_link_csv import (LLF_HEADER, LiveLinkCsvConfig, LiveLinkCsvError, export_csv,
                                          format_timecode, import_csv, infer_timecode_fps, parse_timecode)
-from avatar_bridge.takes import Take, TakeFrame, TakeHeader
+from avatar_bridge.takes.format import Take, TakeFrame, TakeHeader
 
 from conftest import free_port
 from test_takes import synthetic_states

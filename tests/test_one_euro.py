@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from avatar_bridge.one_euro import OneEuroFilter, smoothing_factor
+from avatar_bridge.signal.one_euro import OneEuroFilter, smoothing_factor
 
 
 class ScalarOneEuro:

@@ -6,8 +6,8 @@ from matplotlib import image as mpimg
 from typer.testing import CliRunner
 
 from avatar_bridge.cli import app
-from avatar_bridge.plot import PlotConfig, blink_onsets, most_moving, plot_take
-from avatar_bridge.takes import read_take
+from avatar_bridge.takes.plot import PlotConfig, blink_onsets, most_moving, plot_take
+from avatar_bridge.takes.format import read_take
 
 from test_takes import write_synthetic
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar_bridge.process import run_process
-from avatar_bridge.live_link_csv import import_csv
-from avatar_bridge.sources import demo_clip_path
-from avatar_bridge.takes import read_take
+from avatar_bridge.takes.process import run_process
+from avatar_bridge.takes.live_link_csv import import_csv
+from avatar_bridge.tracking.sources import demo_clip_path
+from avatar_bridge.takes.format import read_take
 
 TRUTH = demo_clip_path().with_name("demo_truth.npz")
 needs_clip = pytest.mark.skipif(not (demo_clip_path().exists() and TRUTH.exists()),
@@ -71,7 +71,7 @@ def test_an_image_folder_gets_a_row_per_image_with_no_face_rows_marked(face_and_
 
 
 def test_process_refuses_to_overwrite_its_output(face_and_blank_dir: Path, tmp_path):
-    from avatar_bridge.takes import TakeError
+    from avatar_bridge.takes.format import TakeError
     out = tmp_path / "x.abr"
     out.write_bytes(b"precious")
     with pytest.raises(TakeError, match="already exists"):

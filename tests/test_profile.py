@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from avatar_bridge.arkit import INDEX
-from avatar_bridge.profile import (Profile, ProfileError, load_or_default, load_profile, profile_path,
+from avatar_bridge.signal.profile import (Profile, ProfileError, load_or_default, load_profile, profile_path,
                                    save_profile)
 
 JAW = INDEX["jawOpen"]

@@ -8,11 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from avatar_bridge import wire
-from avatar_bridge.bus import BusConfig, BusPublisher, BusSubscriber, ControlServer, control_request
-from avatar_bridge.recorder import Recorder, RecorderConfig, RecordingControl
-from avatar_bridge.replay import ReplayConfig, ReplayError, Replayer, TakePosition, select_frames
-from avatar_bridge.takes import TakeFrame, read_take
+from avatar_bridge.bus import wire
+from avatar_bridge.bus.sockets import BusConfig, BusPublisher, BusSubscriber, ControlServer, control_request
+from avatar_bridge.takes.recorder import Recorder, RecorderConfig, RecordingControl
+from avatar_bridge.takes.replay import ReplayConfig, ReplayError, Replayer, TakePosition, select_frames
+from avatar_bridge.takes.format import TakeFrame, read_take
 
 from conftest import free_port
 from test_takes import synthetic_states

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from avatar_bridge.arkit import INDEX, MIRROR_PERMUTATION
-from avatar_bridge.pipeline import PipelineConfig, build_estimator
-from avatar_bridge.tracker import FaceTracker, TrackerConfig
+from avatar_bridge.runtime.pipeline import PipelineConfig, build_estimator
+from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
 from avatar_bridge.types import Frame
 from blendshape_model import SHIPPED_MODEL
 
@@ -39,7 +39,7 @@ def estimate(tracker, estimator, image: np.ndarray):
 
 
 def test_the_shipped_model_loads_by_name_and_auto_follows_the_documented_choice():
-    from avatar_bridge.pipeline import AUTO_PREFERS_NEURAL
+    from avatar_bridge.runtime.pipeline import AUTO_PREFERS_NEURAL
 
     assert build_estimator(PipelineConfig(estimator="neural")).name == "neural"
     assert build_estimator(PipelineConfig(estimator="geometry")).name == "geometry"
@@ -139,7 +139,7 @@ def test_mirrored_inputs_match_what_the_tracker_sees_in_the_mirrored_frame(rende
     """The estimator's mirrored second stream is built from the frame's own tracking (no second
     MediaPipe pass): its landmarks must be what MediaPipe finds in the flipped frame, and its crop
     transform must put them where the mirrored crop shows them."""
-    from avatar_bridge.face_landmarks import landmark_mirror_permutation
+    from avatar_bridge.tracking.face_landmarks import landmark_mirror_permutation
     from blendshape_model.features import crop_points, mirror_inputs
 
     image = renderer.render(render.default_params(identity=_identity(8), seed=8, head_rotation=render.quat_from_euler(0.3, 0.1, 0.1),

@@ -11,13 +11,13 @@ import typer
 from typer.testing import CliRunner
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX, MIRROR_PERMUTATION
-from avatar_bridge.bus import BusConfig, ControlServer
-from avatar_bridge import calibration
+from avatar_bridge.bus.sockets import BusConfig, ControlServer
+from avatar_bridge.signal import calibration
 from avatar_bridge.cli import calibrate_commands
-from avatar_bridge.mirror import mirror_face_state
-from avatar_bridge.one_euro import OneEuroFilter
-from avatar_bridge.profile import Profile, load_profile
-from avatar_bridge.signal_chain import (FilterParams, SignalChain, SignalChainConfig, blendshape_group,
+from avatar_bridge.signal.mirror import mirror_face_state
+from avatar_bridge.signal.one_euro import OneEuroFilter
+from avatar_bridge.signal.profile import Profile, load_profile
+from avatar_bridge.signal.chain import (FilterParams, SignalChain, SignalChainConfig, blendshape_group,
                                         gaze_from_eye_look)
 from avatar_bridge.types import FaceState
 from conftest import free_port
@@ -112,16 +112,16 @@ def test_calibrating_on_a_neutral_segment_zeroes_it_but_an_open_mouth_stays_high
     rng = np.random.default_rng(0)
     chain = SignalChain(SignalChainConfig())
     done = []
-    assert chain.begin_calibration("neutral", 2.0, on_done=done.append)["state"] == "collecting"
+    assert chain.calibrator.begin("neutral", 2.0, on_done=done.append)["state"] == "collecting"
     i = 0
-    while chain.calibration_status()["state"] == "collecting":
+    while chain.calibrator.status()["state"] == "collecting":
         bs = np.ones(52, np.float32) if i == 20 else _neutral_bs(rng)  # one frame the tracker got wrong
         chain.process(face(i, bs))
         i += 1
         if i == 30:
-            st = chain.calibration_status()
+            st = chain.calibrator.status()
             assert st["frames"] == 30 and 0.9 < st["seconds_left"] < 1.1
-    assert i == 61 and chain.calibration_status()["state"] == "done" and len(done) == 1
+    assert i == 61 and chain.calibrator.status()["state"] == "done" and len(done) == 1
     np.testing.assert_allclose(np.delete(chain.profile.offset, JAW), 0.12, atol=0.01)
     assert chain.profile.offset[JAW] == pytest.approx(0.15, abs=0.01)
 
@@ -139,12 +139,12 @@ def test_calibrating_on_a_neutral_segment_zeroes_it_but_an_open_mouth_stays_high
 
 def test_range_calibration_lets_a_shape_reach_one():
     chain = SignalChain(SignalChainConfig(smoothing=False))
-    chain.begin_calibration("range", 1.0)
+    chain.calibrator.begin("range", 1.0)
     for i in range(40):
         bs = np.zeros(52, np.float32)
         bs[JAW] = 0.6 * min(i / 20, 1.0)  # this performer's jaw never reads above 0.6
         chain.process(face(i, bs))
-    assert chain.calibration_status()["shapes_ranged"] == ["jawOpen"]
+    assert chain.calibrator.status()["shapes_ranged"] == ["jawOpen"]
     bs = np.zeros(52, np.float32)
     bs[JAW] = 0.6
     assert chain.process(face(50, bs)).blendshape("jawOpen") == pytest.approx(1.0)
@@ -152,10 +152,10 @@ def test_range_calibration_lets_a_shape_reach_one():
 
 def test_calibration_without_a_face_fails_with_a_reason():
     chain = SignalChain()
-    chain.begin_calibration("neutral", 1.0)
+    chain.calibrator.begin("neutral", 1.0)
     for i in range(40):
         chain.process(no_face(i))
-    st = chain.calibration_status()
+    st = chain.calibrator.status()
     assert st["state"] == "failed" and "face the camera" in st["message"]
     assert np.all(chain.profile.offset == 0)
 

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from avatar_bridge import sources
-from avatar_bridge.sources import SourceConfig, SourceError, demo_clip_path, open_source
+from avatar_bridge.tracking import sources
+from avatar_bridge.tracking.sources import SourceConfig, SourceError, demo_clip_path, open_source
 
 
 class MockCamera:
@@ -116,9 +116,9 @@ def test_a_daemon_that_cannot_start_lets_go_of_the_camera_and_its_bus(monkeypatc
     bus socket it had bound are released, so the caller can fix the port and try again."""
     import zmq
 
-    from avatar_bridge.bus import BusConfig
-    from avatar_bridge.daemon import Daemon, DaemonConfig
-    from avatar_bridge.pipeline import PipelineConfig
+    from avatar_bridge.bus.sockets import BusConfig
+    from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
+    from avatar_bridge.runtime.pipeline import PipelineConfig
 
     cameras: list[MockCamera] = []
     monkeypatch.setattr(sources.cv2, "VideoCapture", lambda i: cameras.append(MockCamera(i)) or cameras[-1])

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from avatar_bridge.bus import BusConfig, BusPublisher
+from avatar_bridge.bus.sockets import BusConfig, BusPublisher
 from avatar_bridge.cli import app
 from avatar_bridge.conventions import from_yaw_pitch_roll
-from avatar_bridge.takes import (FILE_MAGIC, TakeError, TakeHeader, TakeWriter, TakeWriterConfig, read_take,
+from avatar_bridge.takes.format import (FILE_MAGIC, TakeError, TakeHeader, TakeWriter, TakeWriterConfig, read_take,
                                  TakeReader)
 from avatar_bridge.types import FaceState
 
@@ -133,7 +133,7 @@ def test_garbage_inside_a_take_is_located_and_salvage_keeps_both_sides(tmp_path)
 
 
 def test_records_of_a_kind_this_version_does_not_know_are_skipped(tmp_path):
-    from avatar_bridge.takes import encode_record
+    from avatar_bridge.takes.format import encode_record
     path = tmp_path / "take.abr"
     write_synthetic(path, 10)
     offsets = record_offsets(path)

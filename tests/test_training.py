@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from avatar_bridge.arkit import INDEX, MIRROR_PERMUTATION  # noqa: E402
 from blendshape_model.features import EYE_PATCH, FEATURE_DIM  # noqa: E402
 from training.dataset import SequenceSet  # noqa: E402
-from avatar_bridge.mirror import mirror_labels  # noqa: E402
+from avatar_bridge.signal.mirror import mirror_labels  # noqa: E402
 from training.train import TrainConfig, WindowSampler, losses, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

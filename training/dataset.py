@@ -72,8 +72,8 @@ def _init_worker(image_size: int) -> None:
 
 
 def _track_sequence(images: list[np.ndarray]) -> dict[str, np.ndarray]:
-    from avatar_bridge.head_pose import HeadPoseSolver
-    from avatar_bridge.tracker import FaceTracker, TrackerConfig
+    from avatar_bridge.tracking.head_pose import HeadPoseSolver
+    from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
     from avatar_bridge.types import Frame
 
     T = len(images)
@@ -96,7 +96,7 @@ def _track_sequence(images: list[np.ndarray]) -> dict[str, np.ndarray]:
 def generate_chunk(job: tuple[dict, int]) -> tuple[int, int, int]:
     """Render, augment and track sequences [first, first + chunk); write one npz. Returns
     (chunk index, frames written, faces found)."""
-    from avatar_bridge.mirror import mirror_labels
+    from avatar_bridge.signal.mirror import mirror_labels
     from training.synth import Augmenter, SequenceConfig, sample_sequence
 
     cfg_dict, index = job

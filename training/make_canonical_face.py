@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from avatar_bridge.tracker import FaceTracker, TrackerConfig
+from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
 from avatar_bridge.types import Frame
 from training.render import Renderer, _quat_to_matrix, default_params, quat_from_euler
 

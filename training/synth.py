@@ -4,7 +4,7 @@
 and per-frame tracks (expressions that look like people, gaze fixations and saccades, head
 motion) as ``RenderParams``; ``Augmenter`` degrades the rendered images the way cheap cameras do
 (exposure, blur, noise, JPEG, low resolution, a partial occluder). The ground truth of a
-horizontally flipped frame is ``avatar_bridge.mirror.mirror_labels``. numpy + OpenCV only.
+horizontally flipped frame is ``avatar_bridge.signal.mirror.mirror_labels``. numpy + OpenCV only.
 """
 
 from __future__ import annotations

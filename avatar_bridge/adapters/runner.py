@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 import zmq
 
-from avatar_bridge import wire
-from avatar_bridge.bus import DEFAULT_PUB, BusSubscriber
+from avatar_bridge.bus import wire
+from avatar_bridge.bus.sockets import DEFAULT_PUB, BusSubscriber
 from avatar_bridge.types import FaceState
 
 log = logging.getLogger(__name__)

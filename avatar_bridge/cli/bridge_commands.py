@@ -13,7 +13,7 @@ import typer
 
 from avatar_bridge.adapters.runner import ADAPTER_NAMES, AdapterThread, build_adapter, make_config
 from avatar_bridge.adapters.udp import port_owner
-from avatar_bridge.bus import DEFAULT_CONTROL
+from avatar_bridge.bus.sockets import DEFAULT_CONTROL
 from avatar_bridge.cli.common import BUS_OPTION, stop_on_signals, user_errors
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ RECEIVERS = {"vmc": "VSeeFace/Warudo/VNyan: enable the VMC receiver on port {por
 
 
 def _check_bus(bus: str, control: str) -> list[tuple[str, str, str, str]]:
-    from avatar_bridge.bus import control_request
+    from avatar_bridge.bus.sockets import control_request
     try:
         reply = control_request({"cmd": "status"}, control, timeout_ms=700)
         return [("bus", "OK", f"a daemon answers on {control} ({'ok' if reply.get('ok') else reply.get('error')})", "")]

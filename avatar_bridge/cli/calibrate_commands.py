@@ -1,5 +1,5 @@
 """``avatar-bridge calibrate``: record this performer's neutral face (or widest expressions) in the
-running daemon and save it as a profile (the daemon side is avatar_bridge/calibration.py)."""
+running daemon and save it as a profile (the daemon side is avatar_bridge/signal/calibration.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from avatar_bridge.bus import DEFAULT_CONTROL, control_request
+from avatar_bridge.bus.sockets import DEFAULT_CONTROL, control_request
 
 log = logging.getLogger(__name__)
 
-from avatar_bridge.calibration import DEFAULT_SECONDS
+from avatar_bridge.signal.calibration import DEFAULT_SECONDS
 PROMPTS = {
     "neutral": "Hold a neutral face: relaxed, mouth closed, eyes open, looking into the camera",
     "range": "Make your widest expressions: open the mouth wide, smile, frown, raise and lower the brows, "

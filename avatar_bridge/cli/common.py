@@ -10,7 +10,7 @@ from typing import Iterator
 import typer
 from rich.console import Console
 
-from avatar_bridge.bus import DEFAULT_CONTROL, DEFAULT_PUB
+from avatar_bridge.bus.sockets import DEFAULT_CONTROL, DEFAULT_PUB
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)

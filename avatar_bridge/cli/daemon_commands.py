@@ -12,16 +12,16 @@ from rich.live import Live
 from rich.table import Table
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
-from avatar_bridge.bus import BusError, BusSubscriber
+from avatar_bridge.bus.sockets import BusError, BusSubscriber
 from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
                                       LINK_BLINKS_OPTION, MIRROR_OPTION, PROFILE_OPTION, SMOOTHING_OPTION,
                                       console, fail, signal_overrides, user_errors)
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
-from avatar_bridge.daemon import Daemon, DaemonConfig
-from avatar_bridge.pipeline import EstimatorError
-from avatar_bridge.profile import ProfileError
-from avatar_bridge.sources import SourceError, list_cameras
-from avatar_bridge import wire
+from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
+from avatar_bridge.runtime.pipeline import EstimatorError
+from avatar_bridge.signal.profile import ProfileError
+from avatar_bridge.tracking.sources import SourceError, list_cameras
+from avatar_bridge.bus import wire
 
 SOURCE_HELP = "demo (built-in clip), camera:N, a video file, or a folder of images."
 
@@ -178,9 +178,9 @@ def bench(
     json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
 ) -> None:
     """Time every stage on a source: median and p95 ms for decode, tracking, estimator, signal, publish."""
-    from avatar_bridge.benchmark import run_pipeline_bench
-    from avatar_bridge.profile import default_profile_dir, load_or_default
-    from avatar_bridge.signal_chain import SignalChain, SignalChainConfig
+    from avatar_bridge.runtime.benchmark import run_pipeline_bench
+    from avatar_bridge.signal.profile import default_profile_dir, load_or_default
+    from avatar_bridge.signal.chain import SignalChain, SignalChainConfig
 
     with user_errors(SourceError, BusError, EstimatorError, ProfileError):
         chain = SignalChain(SignalChainConfig(**signal_overrides(smoothing, calibration, False, False)),

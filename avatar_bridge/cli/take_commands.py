@@ -14,11 +14,11 @@ import typer
 from avatar_bridge.cli.common import (stop_on_signals, BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
                                       PROFILE_OPTION, SMOOTHING_OPTION, console, err_console, fail, on_off,
                                       user_errors)
-from avatar_bridge.live_link_csv import LiveLinkCsvConfig, LiveLinkCsvError, export_csv, import_csv
-from avatar_bridge.plot import PlotConfig, PlotError, parse_shapes, parse_size, plot_take
-from avatar_bridge.recorder import Recorder, RecorderConfig, RecordingError
-from avatar_bridge.replay import ReplayConfig, ReplayError, Replayer, TakePosition, select_frames
-from avatar_bridge.takes import Take, TakeError, TakeWriterConfig, profile_to_header, read_take, write_take
+from avatar_bridge.takes.live_link_csv import LiveLinkCsvConfig, LiveLinkCsvError, export_csv, import_csv
+from avatar_bridge.takes.plot import PlotConfig, PlotError, parse_shapes, parse_size, plot_take
+from avatar_bridge.takes.recorder import Recorder, RecorderConfig, RecordingError
+from avatar_bridge.takes.replay import ReplayBus, ReplayConfig, ReplayError, Replayer, TakePosition, select_frames
+from avatar_bridge.takes.format import Take, TakeError, TakeWriterConfig, profile_to_header, read_take, write_take
 
 SALVAGE_HELP = "Keep the readable part of a damaged take instead of stopping with an error."
 
@@ -47,7 +47,7 @@ def load_take(path: Path, salvage: bool = False) -> Take:
 
 
 def _load_profile(name: Optional[str]) -> Any:
-    from avatar_bridge.profile import ProfileError, default_profile_dir, load_or_default
+    from avatar_bridge.signal.profile import ProfileError, default_profile_dir, load_or_default
     with user_errors(ProfileError):
         return load_or_default(name, default_profile_dir())
 
@@ -56,7 +56,7 @@ def _load_profile(name: Optional[str]) -> Any:
 
 
 def _daemon_status(control: str) -> dict:
-    from avatar_bridge.bus import control_request
+    from avatar_bridge.bus.sockets import control_request
     try:
         reply = control_request({"cmd": "status"}, control, timeout_ms=300)
         return reply if reply.get("ok") else {}
@@ -110,7 +110,7 @@ def _record(take: Path, bus: str, control: str, via_daemon: bool, duration: Opti
 
 def _record_via_daemon(take: Path, control: str, duration: Optional[float], overwrite: bool,
                        stop: threading.Event) -> None:
-    from avatar_bridge.bus import control_request
+    from avatar_bridge.bus.sockets import control_request
     with user_errors(TimeoutError):
         reply = control_request({"cmd": "record.start", "path": str(take.resolve()), "overwrite": overwrite}, control)
     if not reply.get("ok"):
@@ -166,7 +166,7 @@ def replay(
     salvage: bool = typer.Option(False, "--salvage", help=SALVAGE_HELP),
 ) -> None:
     """Publish a take on the bus at its original timing, so every subscriber treats it as live."""
-    from avatar_bridge.bus import BusConfig, BusError, BusPublisher, ControlServer
+    from avatar_bridge.bus.sockets import BusConfig, BusError
 
     with user_errors(TakeError, LiveLinkCsvError, ReplayError):
         t = load_take(take, salvage)
@@ -176,7 +176,7 @@ def replay(
     if no_bus and not chosen:
         raise fail("--no-bus needs at least one adapter (--vmc, --livelink, --vrchat, --ifacialmocap)")
     sinks, closers = [], []
-    publisher = server = None
+    bus_side = None
     with stop_on_signals() as stop, _closing(closers):
         if chosen:
             from avatar_bridge.adapters.runner import build_adapters
@@ -184,35 +184,20 @@ def replay(
                 adapters = build_adapters(chosen, _adapter_options(adapter_opt))
             sinks += [a.send for a in adapters]
             closers += [a.close for a in adapters]
-        if not no_bus:
-            with user_errors(BusError):
-                publisher = BusPublisher(BusConfig(pub_endpoint=bus, control_endpoint=control))
-                closers.append(publisher.close)
-                sinks.append(publisher.publish_face)
         with user_errors(ReplayError):
             replayer = Replayer(frames, ReplayConfig(speed=speed, loop=loop), sinks)
-        if publisher is not None:
-            status = lambda req=None: {"source": f"replay:{take.name}", "fps": 1 / replayer.frame_interval * speed,  # noqa: E731
-                                       "frames_published": publisher.seq, "replay": True}
+        if not no_bus:
             with user_errors(BusError):
-                server = ControlServer(BusConfig(pub_endpoint=bus, control_endpoint=control),
-                                       {"status": status, "ping": lambda req: {"pong": True}})
-            closers.append(server.close)
-        next_status = [0.0]
-
-        def idle() -> None:
-            if server is not None:
-                server.poll_once(0)
-                if time.monotonic() >= next_status[0]:
-                    publisher.publish_status(status())
-                    next_status[0] = time.monotonic() + 1.0
-
-        where = ", ".join(([f"bus {bus}"] if publisher else []) + chosen)
+                bus_side = ReplayBus(BusConfig(pub_endpoint=bus, control_endpoint=control),
+                                     source=f"replay:{take.name}", fps=speed / replayer.frame_interval)
+            closers.append(bus_side.close)
+            replayer.sinks.append(bus_side.publish_face)
+        where = ", ".join(([f"bus {bus}"] if bus_side else []) + chosen)
         console.print(f"replaying {len(frames)} frames of [bold]{take.name}[/] "
                       f"({frames[-1].t - frames[0].t:.1f} s at {speed:g}x{', looped' if loop else ''}) to {where}; "
                       "Ctrl-C stops")
-        time.sleep(0.3 if publisher else 0.0)  # let subscribers that are already waiting connect first
-        summary = replayer.run(stop, idle)
+        time.sleep(0.3 if bus_side else 0.0)  # let subscribers that are already waiting connect first
+        summary = replayer.run(stop, bus_side.idle if bus_side else None)
     console.print(f"sent {summary.frames_sent} frames in {summary.duration_s:.1f} s"
                   + (f" ({summary.passes} passes)" if loop else "")
                   + (f"; {summary.late} sent late (max {summary.max_late_s * 1000:.0f} ms)" if summary.late else ""))
@@ -235,10 +220,10 @@ def process(
                                              help="CSV: write only the app's columns (no FaceDetected/Confidence)."),
 ) -> None:
     """Run the full pipeline over a video or image folder as fast as possible, into a take or a CSV."""
-    from avatar_bridge.pipeline import EstimatorError
-    from avatar_bridge.process import run_process
-    from avatar_bridge.profile import ProfileError
-    from avatar_bridge.sources import SourceError
+    from avatar_bridge.runtime.pipeline import EstimatorError
+    from avatar_bridge.takes.process import run_process
+    from avatar_bridge.signal.profile import ProfileError
+    from avatar_bridge.tracking.sources import SourceError
 
     smooth, calib = on_off(smoothing, "--smoothing"), on_off(calibration, "--calibration")
     with user_errors(TakeError, SourceError, EstimatorError, ProfileError, OSError):

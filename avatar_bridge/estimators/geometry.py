@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avatar_bridge import face_landmarks as lm
+from avatar_bridge.tracking import face_landmarks as lm
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
-from avatar_bridge.head_pose import HeadPoseConfig, HeadPoseSolver
+from avatar_bridge.tracking.head_pose import HeadPoseConfig, HeadPoseSolver
 from avatar_bridge.types import FaceObservation, FaceState
 
 

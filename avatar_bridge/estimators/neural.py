@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar_bridge.face_landmarks import landmark_mirror_permutation
-from avatar_bridge.head_pose import HeadPoseConfig, HeadPoseSolver
-from avatar_bridge.mirror import mirror_labels
+from avatar_bridge.tracking.face_landmarks import landmark_mirror_permutation
+from avatar_bridge.tracking.head_pose import HeadPoseConfig, HeadPoseSolver
+from avatar_bridge.signal.mirror import mirror_labels
 from avatar_bridge.types import FaceObservation, FaceState
 from blendshape_model import SHIPPED_MODEL
 from blendshape_model.features import FeatureExtractor, matrix_to_quat, mirror_inputs, rotvec_to_matrix

@@ -1,6 +1,6 @@
 // avatar_bridge_client.hpp — header-only C++17 subscriber for the avatar-bridge bus, wire schema v1.
 //
-// The wire spec is docs/protocol.md; this reader validates exactly what avatar_bridge/wire.py's
+// The wire spec is docs/protocol.md; this reader validates exactly what avatar_bridge/bus/wire.py's
 // validate_face() validates, so a message the Python reference refuses is refused here too.
 // Needs cppzmq (zmq.hpp, zmq_addon.hpp) over libzmq, and msgpack-cxx (header-only).
 //
@@ -184,7 +184,7 @@ void floats(const object* o, std::array<float, N>& out, const char* field) {
 }  // namespace detail
 
 /// Decode and validate one `face` payload (the second frame of the multipart message).
-/// Throws WireError for anything avatar_bridge/wire.py's decode_face_message would refuse.
+/// Throws WireError for anything avatar_bridge/bus/wire.py's decode_face_message would refuse.
 inline FaceFrame decode_face(const void* data, std::size_t size) {
     using namespace detail;
     // No element of a msgpack container takes less than one byte, so a count above the payload

@@ -1,6 +1,6 @@
 // AvatarBridgeClient.cs — a dependency-free C# subscriber for the avatar-bridge bus, wire schema v1.
 //
-// The wire spec is docs/protocol.md; Wire.DecodeFace refuses exactly what avatar_bridge/wire.py's
+// The wire spec is docs/protocol.md; Wire.DecodeFace refuses exactly what avatar_bridge/bus/wire.py's
 // validate_face refuses. Written by hand because Unity projects cannot rely on NuGet: ZeroMQ is
 // reached through P/Invoke to the native libzmq (no NetMQ/clrzmq), and msgpack through the small
 // decoder below (no MessagePack-CSharp), which reads only what schema v1 needs.
@@ -217,7 +217,7 @@ namespace AvatarBridge
         }
     }
 
-    /// <summary>Schema-v1 decoding: DecodeFace validates like avatar_bridge/wire.py and throws WireException.</summary>
+    /// <summary>Schema-v1 decoding: DecodeFace validates like avatar_bridge/bus/wire.py and throws WireException.</summary>
     public static class Wire
     {
         public const int SchemaVersion = 1;

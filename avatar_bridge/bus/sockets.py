@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import zmq
 
-from avatar_bridge import wire
+from avatar_bridge.bus import wire
 from avatar_bridge.types import FaceState
 
 log = logging.getLogger(__name__)

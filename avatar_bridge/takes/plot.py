@@ -9,7 +9,7 @@ import numpy as np
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
 from avatar_bridge.conventions import head_yaw_pitch_roll
-from avatar_bridge.takes import Take
+from avatar_bridge.takes.format import Take
 
 # A blink is both eyes closing past CLOSE and reopening below OPEN (hysteresis, so flutter near
 # one threshold is one blink, not several).

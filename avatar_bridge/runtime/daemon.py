@@ -21,13 +21,13 @@ import numpy as np
 
 from avatar_bridge import __version__
 from avatar_bridge.adapters.runner import AdapterThread, build_adapters
-from avatar_bridge.bus import BusConfig, BusPublisher, ControlServer, local_endpoint
-from avatar_bridge.calibration import calibration_handlers
-from avatar_bridge.pipeline import Pipeline, PipelineConfig
-from avatar_bridge.profile import default_profile_dir, load_or_default
-from avatar_bridge.recorder import RecordingControl
-from avatar_bridge.signal_chain import SignalChain, SignalChainConfig
-from avatar_bridge.sources import SourceConfig, open_source
+from avatar_bridge.bus.sockets import BusConfig, BusPublisher, ControlServer, local_endpoint
+from avatar_bridge.signal.calibration import calibration_handlers
+from avatar_bridge.runtime.pipeline import Pipeline, PipelineConfig
+from avatar_bridge.signal.profile import default_profile_dir, load_or_default
+from avatar_bridge.takes.recorder import RecordingControl
+from avatar_bridge.signal.chain import SignalChain, SignalChainConfig
+from avatar_bridge.tracking.sources import SourceConfig, open_source
 from avatar_bridge.types import Frame
 
 log = logging.getLogger(__name__)

@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field, replace
-from typing import Callable, Literal
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
-from avatar_bridge.mirror import mirror_face_state
-from avatar_bridge.one_euro import OneEuroFilter
-from avatar_bridge.profile import FILTER_GROUPS, Profile
+from avatar_bridge.signal.calibration import Calibrator
+from avatar_bridge.signal.mirror import mirror_face_state
+from avatar_bridge.signal.one_euro import OneEuroFilter
+from avatar_bridge.signal.profile import FILTER_GROUPS, Profile
 from avatar_bridge.types import FaceState
 
 log = logging.getLogger(__name__)
@@ -163,23 +163,6 @@ def _smoothstep(u: float) -> float:
     return u * u * (3.0 - 2.0 * u)
 
 
-CalibrationKind = Literal["neutral", "range"]
-
-
-@dataclass
-class _Calibration:
-    kind: str
-    seconds: float
-    on_done: Callable[[Profile], None] | None
-    t_start: float | None = None
-    t_last: float | None = None
-    samples: list[np.ndarray] = field(default_factory=list)
-
-
-class CalibrationError(ValueError):
-    """A calibration request that cannot be served; the text says what to do."""
-
-
 class SignalChain:
     """Calibration, blink link, mirror, One Euro smoothing and face-lost hold/ease for FaceStates.
 
@@ -187,15 +170,12 @@ class SignalChain:
     tracker found no face. Not thread-safe: serve control requests from the frame loop's thread.
     """
 
-    # At least this share of the expected frames must have had a face for a calibration to count.
-    MIN_CALIBRATION_FRAMES = 10
-
     def __init__(self, config: SignalChainConfig | None = None, profile: Profile | None = None) -> None:
         self.config = config or SignalChainConfig()
         self.profile = profile or Profile()
         self._filter = self._make_filter()
-        self._calib: _Calibration | None = None
-        self._calib_result: dict = {"state": "idle"}
+        # Calibration watches the raw estimator output and, when it has enough, hands back a profile.
+        self.calibrator = Calibrator()
         self.reset()
 
     # --- public ---------------------------------------------------------------------------------
@@ -220,21 +200,15 @@ class SignalChain:
         self._shown: FaceState | None = None      # last output of any kind (what the avatar shows)
         self._lost_since: float | None = None
         self._t_prev: float | None = None
-        if self._calib is not None:
-            self._calib = None
-            self._calib_result = {"state": "idle", "message": "cancelled by reset"}
-
-    @property
-    def face_lost_s(self) -> float:
-        """Seconds since the last present frame (0 while a face is present)."""
-        if self._lost_since is None or self._t_prev is None:
-            return 0.0
-        return self._t_prev - self._lost_since
+        self.calibrator.cancel("cancelled by reset")
 
     def process(self, state: FaceState) -> FaceState:
         """One frame in, one frame out (always; ``face_present`` False while the face is lost)."""
         t = float(state.t_capture)
-        self._calibration_tick(state)
+        profile = self.calibrator.observe(state, self.profile)
+        if profile is not None:
+            self.set_profile(profile)
+            self.calibrator.finished(profile)
         if not state.face_present:
             out = self._absent(state)
         else:
@@ -242,70 +216,6 @@ class SignalChain:
         self._t_prev = t
         self._shown = out
         return out
-
-    # --- calibration ----------------------------------------------------------------------------
-
-    def begin_calibration(self, kind: CalibrationKind, seconds: float = 2.0,
-                          on_done: Callable[[Profile], None] | None = None) -> dict:
-        """Collect the raw estimator output of the present frames of the next ``seconds`` and then
-        set the profile's neutral offsets (median) or ranges (95th percentile). ``on_done`` gets
-        the new profile (e.g. to save it). Returns ``calibration_status()``."""
-        if kind not in ("neutral", "range"):
-            raise CalibrationError(f"unknown calibration kind {kind!r}; use 'neutral' or 'range'")
-        if not 0.2 <= float(seconds) <= 60.0:
-            raise CalibrationError(f"calibration time {seconds} s is out of range; use 0.2 to 60 s")
-        if self._calib is not None:
-            raise CalibrationError("a calibration is already running; wait for it to finish")
-        self._calib = _Calibration(kind=kind, seconds=float(seconds), on_done=on_done)
-        self._calib_result = {}
-        return self.calibration_status()
-
-    def calibration_status(self) -> dict:
-        """{"state": "idle" | "collecting" | "done" | "failed", "kind", "frames", "seconds_left", ...}."""
-        c = self._calib
-        if c is None:
-            return dict(self._calib_result)
-        elapsed = 0.0 if c.t_start is None or c.t_last is None else c.t_last - c.t_start
-        return {"state": "collecting", "kind": c.kind, "frames": len(c.samples),
-                "seconds": c.seconds, "seconds_left": round(max(0.0, c.seconds - elapsed), 3)}
-
-    def _calibration_tick(self, state: FaceState) -> None:
-        c = self._calib
-        if c is None:
-            return
-        t = float(state.t_capture)
-        if c.t_start is None:
-            c.t_start = t
-        c.t_last = t
-        if state.face_present:
-            c.samples.append(np.asarray(state.blendshapes, np.float32).copy())
-        if t - c.t_start >= c.seconds:
-            self._finish_calibration(c)
-
-    def _finish_calibration(self, c: _Calibration) -> None:
-        self._calib = None
-        n = len(c.samples)
-        result = {"kind": c.kind, "frames": n, "seconds": c.seconds, "seconds_left": 0.0}
-        if n < self.MIN_CALIBRATION_FRAMES:
-            self._calib_result = {**result, "state": "failed",
-                                  "message": f"only {n} frames with a face in {c.seconds:g} s; face the camera "
-                                             f"in good light and run the calibration again"}
-            log.warning("calibration: %s", self._calib_result["message"])
-            return
-        samples = np.stack(c.samples)
-        profile = self.profile.with_neutral(samples) if c.kind == "neutral" else self.profile.with_ranges(samples)
-        self.set_profile(profile)
-        self._calib_result = {**result, "state": "done"}
-        if c.kind == "range":
-            self._calib_result["shapes_ranged"] = profile.shapes_ranged()
-        log.info("calibration (%s) done on %d frames", c.kind, n)
-        if c.on_done is not None:
-            try:
-                c.on_done(profile)
-            except Exception as exc:  # e.g. a read-only config dir: the frame loop must go on; the client is told
-                log.exception("calibration: saving the profile failed")
-                self._calib_result["state"] = "failed"
-                self._calib_result["message"] = f"calibrated, but saving the profile failed: {exc}"
 
     # --- frame paths ----------------------------------------------------------------------------
 

@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 import zmq
 
-from avatar_bridge import wire
-from avatar_bridge.bus import DEFAULT_PUB
-from avatar_bridge.takes import TAKE_SUFFIX, TakeHeader, TakeWriter, TakeWriterConfig
+from avatar_bridge.bus import wire
+from avatar_bridge.bus.sockets import DEFAULT_PUB
+from avatar_bridge.takes.format import TAKE_SUFFIX, TakeHeader, TakeWriter, TakeWriterConfig
 
 log = logging.getLogger(__name__)
 

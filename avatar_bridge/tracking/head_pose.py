@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from avatar_bridge import face_landmarks as lm
+from avatar_bridge.tracking import face_landmarks as lm
 from avatar_bridge.conventions import quat_from_rotvec, quat_multiply
 
 # OpenCV's camera looks down +z with y down; ours has y up and z towards the viewer.

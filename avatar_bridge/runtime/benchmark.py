@@ -8,9 +8,9 @@ import time
 import numpy as np
 from rich.progress import track
 
-from avatar_bridge.bus import BusConfig, BusPublisher
-from avatar_bridge.pipeline import Pipeline, PipelineConfig, Stage
-from avatar_bridge.sources import SourceConfig, open_source
+from avatar_bridge.bus.sockets import BusConfig, BusPublisher
+from avatar_bridge.runtime.pipeline import Pipeline, PipelineConfig, Stage
+from avatar_bridge.tracking.sources import SourceConfig, open_source
 
 
 def free_tcp_endpoint() -> str:

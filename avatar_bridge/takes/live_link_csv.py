@@ -31,7 +31,7 @@ import numpy as np
 from avatar_bridge.adapters.live_link_face import ANGLE_NAMES, face_angles
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
 from avatar_bridge.conventions import from_yaw_pitch_roll
-from avatar_bridge.takes import TakeFrame, TakeHeader, Take
+from avatar_bridge.takes.format import TakeFrame, TakeHeader, Take
 from avatar_bridge.types import FaceState
 
 

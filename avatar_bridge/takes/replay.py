@@ -1,5 +1,5 @@
-"""Replay a take at its original timing into sinks: the bus (``BusPublisher.publish_face``) so every
-subscriber treats it as live, and/or adapters' ``send`` directly.
+"""Replay a take at its original timing into sinks: the bus (``ReplayBus``, a small stand-in for
+the daemon's sockets) so every subscriber treats it as live, and/or adapters' ``send`` directly.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from avatar_bridge.takes import TakeFrame
+from avatar_bridge.bus.sockets import BusConfig, BusPublisher, ControlServer
+from avatar_bridge.takes.format import TakeFrame
 from avatar_bridge.types import FaceState
 
 Sink = Callable[[FaceState], Any]
@@ -136,3 +137,37 @@ class Replayer:
                 if left <= 0:
                     return True
             time.sleep(min(left, 0.02))
+
+
+class ReplayBus:
+    """The daemon's side of the bus during a replay: the face topic every subscriber reads as live,
+    ``status`` at 1 Hz, and a control socket answering ``status`` and ``ping`` like the daemon's,
+    so ``listen``, ``doctor`` and the engine plugins work against a replay unchanged."""
+
+    def __init__(self, config: BusConfig, source: str, fps: float) -> None:
+        self.source, self.fps = source, fps
+        self.publisher = BusPublisher(config)
+        try:
+            self.control = ControlServer(config, {"status": lambda req: self.status(),
+                                                  "ping": lambda req: {"pong": True}})
+        except Exception:
+            self.publisher.close()
+            raise
+        self._next_status = 0.0
+
+    def status(self) -> dict[str, Any]:
+        return {"source": self.source, "fps": self.fps, "frames_published": self.publisher.seq, "replay": True}
+
+    def publish_face(self, state: FaceState) -> None:
+        self.publisher.publish_face(state)
+
+    def idle(self) -> None:
+        """Serve control requests and the status topic between frames."""
+        self.control.poll_once(0)
+        if time.monotonic() >= self._next_status:
+            self.publisher.publish_status(self.status())
+            self._next_status = time.monotonic() + 1.0
+
+    def close(self) -> None:
+        self.control.close()
+        self.publisher.close()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from avatar_bridge import face_landmarks as lm
+from avatar_bridge.tracking import face_landmarks as lm
 from avatar_bridge.types import FaceObservation, Frame
 
 log = logging.getLogger(__name__)

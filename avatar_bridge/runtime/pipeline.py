@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from avatar_bridge.estimators.base import Estimator
-from avatar_bridge.tracker import FaceTracker, TrackerConfig
+from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
 from avatar_bridge.types import FaceState, Frame
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ import cv2
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from avatar_bridge.live_link_csv import LiveLinkCsvConfig, LiveLinkCsvWriter
-from avatar_bridge.pipeline import Pipeline, PipelineConfig
-from avatar_bridge.profile import default_profile_dir, load_or_default
-from avatar_bridge.signal_chain import SignalChain, SignalChainConfig
-from avatar_bridge.sources import IMAGE_SUFFIXES, SourceConfig, open_source
-from avatar_bridge.takes import TakeError, TakeHeader, TakeWriter, TakeWriterConfig, now_iso, profile_to_header
+from avatar_bridge.takes.live_link_csv import LiveLinkCsvConfig, LiveLinkCsvWriter
+from avatar_bridge.runtime.pipeline import Pipeline, PipelineConfig
+from avatar_bridge.signal.profile import default_profile_dir, load_or_default
+from avatar_bridge.signal.chain import SignalChain, SignalChainConfig
+from avatar_bridge.tracking.sources import IMAGE_SUFFIXES, SourceConfig, open_source
+from avatar_bridge.takes.format import TakeError, TakeHeader, TakeWriter, TakeWriterConfig, now_iso, profile_to_header
 
 
 def _count_frames(path: Path, fps: float) -> int | None:

@@ -28,7 +28,9 @@ from typing import Any, Iterator, NamedTuple
 import msgpack
 import numpy as np
 
-from avatar_bridge import __version__, wire
+from avatar_bridge import __version__
+
+from avatar_bridge.bus import wire
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.types import FaceState
 

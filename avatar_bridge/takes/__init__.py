@@ -1,0 +1,1 @@
+"""Recorded performances: the take format, recorder, replay, Live Link Face CSV, plots, offline processing."""
