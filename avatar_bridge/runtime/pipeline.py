@@ -16,7 +16,7 @@ from avatar_bridge.types import FaceState, Frame
 
 log = logging.getLogger(__name__)
 
-ESTIMATORS = ("auto", "neural", "geometry")
+ESTIMATORS = ("auto", "neural", "geometry", "landmarks")
 
 # What "auto" runs when the shipped model is installed: the better of the two on the held-out
 # evaluation (docs/model_card.md). Since v0.3 that is the network (v0.2 read blinks worse than the
@@ -49,6 +49,12 @@ def build_estimator(config: PipelineConfig) -> Estimator:
         raise EstimatorError(f"unknown estimator {config.estimator!r}; choose one of {', '.join(ESTIMATORS)}")
     if config.estimator == "geometry":
         return GeometryEstimator()
+    if config.estimator == "landmarks":
+        from avatar_bridge.estimators.landmark_net import LandmarkNetEstimator
+        try:
+            return LandmarkNetEstimator.from_path(config.model_path)
+        except FileNotFoundError as exc:
+            raise EstimatorError(f"the landmarks estimator is unavailable: {exc}. Use --estimator geometry") from exc
     if config.estimator == "auto" and not AUTO_PREFERS_NEURAL and config.model_path is None:
         log.info("estimator: geometry (the shipped neural model does not beat it yet; try --estimator neural)")
         return GeometryEstimator()

@@ -1,0 +1,94 @@
+"""Landmark estimator: our network distilled from MediaPipe's real-face blendshape reading
+(training/distill.py), on the 146 tracked landmarks it was trained on. onnxruntime + numpy only.
+
+Blendshapes come from the network, run on the frame and on its mirror image (each landmark swapped
+with its twin) in one call and averaged, so a wink or a one-sided smile reads the same on either side;
+gaze is derived from the eyeLook* shapes; head pose is the PnP solution. It keeps no state between
+frames: a blink is read on the frame it happens (the signal chain does the smoothing).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avatar_bridge.arkit import ARKIT_BLENDSHAPES, MIRROR_PERMUTATION
+from avatar_bridge.signal.chain import gaze_from_eye_look
+from avatar_bridge.tracking.face_landmarks import landmark_mirror_permutation
+from avatar_bridge.tracking.head_pose import HeadPoseConfig, HeadPoseSolver
+from avatar_bridge.types import FaceObservation, FaceState
+from blendshape_model import WEIGHTS_DIR
+
+SHIPPED_LANDMARK_MODEL = WEIGHTS_DIR / "landmarks.onnx"
+CONTRACT = "teacher146-px-v1"
+
+
+class LandmarkModelError(ValueError):
+    """The .onnx is not a landmark model this estimator can feed; the text says what it expected."""
+
+
+@dataclass(frozen=True)
+class LandmarkNetConfig:
+    model_path: str | None = None          # None: blendshape_model/weights/landmarks.onnx
+    head_pose: HeadPoseConfig = HeadPoseConfig()
+    mirror_average: bool = True            # also run the mirrored landmarks and average (docstring)
+    threads: int = 1                       # onnxruntime intra-op threads: the tracker wants the other core
+
+
+class LandmarkNetEstimator:
+    """FaceObservation -> FaceState with the distilled landmark network (see module docstring)."""
+
+    name = "landmarks"
+
+    def __init__(self, config: LandmarkNetConfig = LandmarkNetConfig()) -> None:
+        import onnxruntime as ort
+
+        path = Path(config.model_path) if config.model_path else SHIPPED_LANDMARK_MODEL
+        if not path.exists():
+            raise FileNotFoundError(f"no landmark model at {path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = config.threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("contract") != CONTRACT or json.loads(meta.get("outputs", "[]")) != list(ARKIT_BLENDSHAPES):
+            raise LandmarkModelError(f"{path} is not a {CONTRACT} landmark model (its contract is "
+                                     f"{meta.get('contract')!r}); export it with python -m training.distill")
+        self.points = np.array(json.loads(meta["landmarks"]), np.int64)
+        twin = landmark_mirror_permutation()
+        where = {int(p): i for i, p in enumerate(self.points)}
+        # The mirror stream needs each point's twin among the points the model reads.
+        self._mirror = (np.array([where[int(twin[p])] for p in self.points], np.int64)
+                        if config.mirror_average and all(int(twin[p]) in where for p in self.points) else None)
+        self.config = config
+        self._pose = HeadPoseSolver(config.head_pose)
+
+    @classmethod
+    def from_path(cls, path: str | None = None) -> "LandmarkNetEstimator":
+        """The model at ``path``, or the shipped one when None; FileNotFoundError when it is absent."""
+        return cls(LandmarkNetConfig(model_path=path))
+
+    def reset(self) -> None:
+        self._pose.reset()
+
+    def blendshapes(self, landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+        """(478, 2+) image-normalised landmarks -> (52,) coefficients."""
+        pts = landmarks[self.points, :2].astype(np.float32) * np.array([width, height], np.float32)
+        if self._mirror is None:
+            return self.session.run(None, {"points": pts[None]})[0][0]
+        flipped = pts[self._mirror].copy()
+        flipped[:, 0] = width - flipped[:, 0]
+        out = self.session.run(None, {"points": np.stack([pts, flipped])})[0]
+        return (out[0] + out[1][list(MIRROR_PERMUTATION)]) / 2
+
+    def estimate(self, observation: FaceObservation) -> FaceState:
+        frame = observation.frame
+        h, w = frame.image.shape[:2]
+        bs = np.clip(self.blendshapes(observation.landmarks, w, h), 0.0, 1.0).astype(np.float32)
+        pose = self._pose.solve(observation.landmarks, w, h)
+        gaze_left, gaze_right = gaze_from_eye_look(bs)
+        return FaceState(blendshapes=bs, head_rotation=pose.rotation, head_position=pose.position,
+                         gaze_left=gaze_left, gaze_right=gaze_right, confidence=observation.confidence,
+                         face_present=True, t_capture=frame.t_capture, frame_index=frame.index)

@@ -1,0 +1,317 @@
+"""Real-face evaluation: every estimator side by side on labelled real-person clips.
+
+    python -m training.evaluate_real                      # ../shared/data/real-faces, all estimators
+    python -m training.evaluate_real --data DIR --estimators geometry,neural --smoothing off
+
+A folder holds mp4 clips and a ``labels.json`` (see ../shared/data/real-faces/README.md): per clip,
+events ``{"type", "start", "end"}`` (inclusive frame indices) and ``neutral`` ranges. Each clip is
+tracked once with our tracker; each estimator then reads those observations through the signal chain
+with shipped defaults (as ``avatar-bridge process`` would). Two references run beside them:
+``teacher``: MediaPipe's blendshape model fed *our* tracker's landmarks (training/teacher.py), and
+``mediapipe``: MediaPipe's whole Face Landmarker (Tasks API) on the frames, the peer.
+
+Hit rules. A detector is a value per frame:
+  blink = min(eyeBlinkLeft, eyeBlinkRight) (both eyes), wink = |eyeBlinkLeft - eyeBlinkRight|,
+  jaw_open = jawOpen, smile = mean(mouthSmileLeft, mouthSmileRight),
+  brows_up = max(browInnerUp, mean(browOuterUpLeft, browOuterUpRight)), mouth_pucker = mouthPucker.
+It *fires* at a frame when its value reaches the detector's level and rises above the clip's neutral
+level (the median over the clip's neutral frames; the 10th percentile of the clip where none are
+labelled) by the detector's rise: 0.5 and 0.3 for blink, wink and smile (the eyes close, the mouth
+corners go up: ARKit rigs show that from about half way); 0.25 and 0.2 for jaw_open, brows_up and
+mouth_pucker (a jaw at a quarter of its range is a clearly open mouth, and speech rarely opens it
+further; brows and lips move little of their range in ordinary expression). An event is *caught*
+when its detector fires at some frame from ``start - 2`` to ``end + 2`` (two frames of slack for
+by-eye labels). A *false fire* is a labelled neutral frame on which any detector reaches its level.
+Head turns are not scored here.
+Agreement: per shape, Pearson r with the peer over the frames where both found a face, clips pooled;
+the mean over shapes the peer moves (std > 0.05).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
+from avatar_bridge.runtime.pipeline import PipelineConfig, build_estimator
+from avatar_bridge.signal.chain import SignalChain, SignalChainConfig
+from avatar_bridge.tracking.tracker import FaceTracker
+from avatar_bridge.types import FaceObservation, FaceState, Frame
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-faces"
+# (level, rise above neutral) per detector; the module docstring says why.
+FIRE = {"blink": (0.5, 0.3), "wink": (0.5, 0.3), "smile": (0.5, 0.3),
+        "jaw_open": (0.25, 0.2), "brows_up": (0.25, 0.2), "mouth_pucker": (0.25, 0.2)}
+SLACK_FRAMES = 2
+SCORED_EVENTS = ("blink", "wink", "jaw_open", "smile", "brows_up", "mouth_pucker")
+PEERS = ("teacher", "mediapipe")
+
+
+def detector_values(bs: np.ndarray) -> dict[str, np.ndarray]:
+    """(T, 52) -> one value per frame for each scored event type (see the module docstring)."""
+    b = lambda n: bs[:, INDEX[n]]  # noqa: E731
+    return {
+        "blink": np.minimum(b("eyeBlinkLeft"), b("eyeBlinkRight")),
+        "wink": np.abs(b("eyeBlinkLeft") - b("eyeBlinkRight")),
+        "jaw_open": b("jawOpen"),
+        "smile": (b("mouthSmileLeft") + b("mouthSmileRight")) / 2,
+        "brows_up": np.maximum(b("browInnerUp"), (b("browOuterUpLeft") + b("browOuterUpRight")) / 2),
+        "mouth_pucker": b("mouthPucker"),
+    }
+
+
+@dataclass
+class Clip:
+    name: str
+    fps: float
+    frames: list[np.ndarray]                 # RGB
+    labels: dict
+    observations: list[FaceObservation | None] = field(default_factory=list)
+
+    def neutral_frames(self) -> np.ndarray:
+        idx = [i for a, b in self.labels.get("neutral", []) for i in range(a, b + 1) if i < len(self.frames)]
+        return np.array(idx, int)
+
+
+def load_clips(data: Path, only: list[str] | None = None) -> list[Clip]:
+    labels = json.loads((data / "labels.json").read_text(encoding="utf-8"))["clips"]
+    clips = []
+    for name, lab in sorted(labels.items()):
+        if only and name not in only:
+            continue
+        cap = cv2.VideoCapture(str(data / name))
+        frames = []
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        cap.release()
+        if not frames:
+            raise SystemExit(f"cannot read any frame of {data / name}; check the file")
+        clips.append(Clip(name, float(lab.get("fps", 30.0)), frames, lab))
+    return clips
+
+
+def track(clip: Clip) -> None:
+    """Our tracker over the clip, once, in video mode (as the daemon runs it)."""
+    with FaceTracker() as tracker:
+        clip.observations = [tracker.track(Frame(img, i, i / clip.fps, clip.name)) for i, img in enumerate(clip.frames)]
+
+
+def run_estimator(name: str, clip: Clip, smoothing: bool, model_path: str | None = None) -> np.ndarray:
+    """(T, 52) after the estimator and the signal chain (NaN rows where no face was found)."""
+    estimator = build_estimator(PipelineConfig(estimator=name, model_path=model_path))
+    chain = SignalChain(SignalChainConfig(smoothing=smoothing))
+    out = np.full((len(clip.frames), len(ARKIT_BLENDSHAPES)), np.nan, np.float32)
+    for i, obs in enumerate(clip.observations):
+        if obs is None:
+            estimator.reset()
+            chain.process(FaceState.neutral(face_present=False, t_capture=i / clip.fps, frame_index=i))
+            continue
+        out[i] = chain.process(estimator.estimate(obs)).blendshapes
+    return out
+
+
+def run_teacher(teacher, clip: Clip) -> np.ndarray:
+    out = np.full((len(clip.frames), len(ARKIT_BLENDSHAPES)), np.nan, np.float32)
+    for i, obs in enumerate(clip.observations):
+        if obs is not None:
+            h, w = obs.frame.image.shape[:2]
+            out[i] = teacher(obs.landmarks[:, :2] * np.array([w, h], np.float32))
+    return out
+
+
+def run_peer(peer_factory, clip: Clip) -> np.ndarray:
+    peer = peer_factory()
+    out = np.full((len(clip.frames), len(ARKIT_BLENDSHAPES)), np.nan, np.float32)
+    try:
+        for i, img in enumerate(clip.frames):
+            bs = peer(img, int(round(i * 1000 / clip.fps)))
+            if bs is not None:
+                out[i] = bs
+    finally:
+        peer.close()
+    return out
+
+
+@dataclass
+class Score:
+    caught: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+    false_fires: dict[str, int] = field(default_factory=dict)
+    neutral_frames: int = 0
+    misses: list[str] = field(default_factory=list)
+
+    def add(self, other: "Score") -> None:
+        for d, o in ((self.caught, other.caught), (self.events, other.events), (self.false_fires, other.false_fires)):
+            for k, v in o.items():
+                d[k] = d.get(k, 0) + v
+        self.neutral_frames += other.neutral_frames
+        self.misses += other.misses
+
+    @property
+    def total_caught(self) -> int:
+        return sum(self.caught.values())
+
+    @property
+    def total_events(self) -> int:
+        return sum(self.events.values())
+
+    @property
+    def frames_with_false_fire(self) -> int:
+        return self.false_fires.get("_frames", 0)
+
+
+def score_clip(clip: Clip, bs: np.ndarray) -> Score:
+    """Hits and false fires of one estimator's (T, 52) on one clip (rules in the module docstring)."""
+    values = {k: np.nan_to_num(v, nan=0.0) for k, v in detector_values(bs).items()}
+    neutral = clip.neutral_frames()
+    s = Score(neutral_frames=len(neutral))
+    for kind, v in values.items():
+        base = float(np.median(v[neutral])) if len(neutral) else float(np.percentile(v, 10))
+        level, rise = FIRE[kind]
+        fires = (v >= level) & (v - base >= rise)
+        for ev in clip.labels.get("events", []):
+            if ev["type"] != kind:
+                continue
+            lo, hi = max(0, ev["start"] - SLACK_FRAMES), min(len(v) - 1, ev["end"] + SLACK_FRAMES)
+            hit = bool(fires[lo:hi + 1].any())
+            s.events[kind] = s.events.get(kind, 0) + 1
+            s.caught[kind] = s.caught.get(kind, 0) + int(hit)
+            if not hit:
+                s.misses.append(f"{clip.name} {kind} {ev['start']}-{ev['end']} peak {v[lo:hi + 1].max():.2f}")
+    if len(neutral):
+        on = np.stack([values[k][neutral] >= FIRE[k][0] for k in values])
+        for k, row in zip(values, on):
+            if row.any():
+                s.false_fires[k] = int(row.sum())
+        s.false_fires["_frames"] = int(on.any(axis=0).sum())
+    return s
+
+
+def agreement(series: list[np.ndarray], peer: list[np.ndarray]) -> dict[str, float]:
+    """Per-shape Pearson r with the peer (frames where both have a face, clips pooled)."""
+    a, b = np.concatenate(series), np.concatenate(peer)
+    ok = ~np.isnan(a).any(1) & ~np.isnan(b).any(1)
+    a, b = a[ok], b[ok]
+    out = {}
+    for j, name in enumerate(ARKIT_BLENDSHAPES):
+        if b[:, j].std() > 0.05 and a[:, j].std() > 1e-6:
+            out[name] = float(np.corrcoef(a[:, j], b[:, j])[0, 1])
+        elif b[:, j].std() > 0.05:
+            out[name] = 0.0
+    return out
+
+
+def evaluate(clips: list[Clip], estimators: list[str], smoothing: bool, peers: tuple[str, ...] = PEERS,
+             model_paths: dict[str, str] | None = None, progress: bool = True) -> dict:
+    """Run everything and score it; returns {"estimators": {name: {...}}, "clips": n, "frames": n}."""
+    from rich.progress import Progress
+
+    series: dict[str, list[np.ndarray]] = {n: [] for n in (*estimators, *peers)}
+    teacher = None
+    if "teacher" in peers:
+        from training.teacher import Teacher
+        teacher = Teacher()
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("tracking and estimating", total=len(clips))
+        for clip in clips:
+            track(clip)
+            for name in estimators:
+                series[name].append(run_estimator(name, clip, smoothing, (model_paths or {}).get(name)))
+            if teacher is not None:
+                series["teacher"].append(run_teacher(teacher, clip))
+            if "mediapipe" in peers:
+                from training.teacher import TasksPeer
+                series["mediapipe"].append(run_peer(TasksPeer, clip))
+            bar.advance(task)
+    results = {}
+    for name, per_clip in series.items():
+        total = Score()
+        for clip, bs in zip(clips, per_clip):
+            total.add(score_clip(clip, bs))
+        entry = {"caught": total.total_caught, "events": total.total_events,
+                 "hit_rate": total.total_caught / max(total.total_events, 1),
+                 "by_type": {k: [total.caught[k], total.events[k]] for k in total.events},
+                 "false_fire_frames": total.frames_with_false_fire, "neutral_frames": total.neutral_frames,
+                 "false_fires_by_type": {k: v for k, v in total.false_fires.items() if k != "_frames"},
+                 "face_found": float(np.mean(np.concatenate([~np.isnan(b).any(1) for b in per_clip]))),
+                 "misses": total.misses}
+        if "mediapipe" in series and name != "mediapipe":
+            r = agreement(per_clip, series["mediapipe"])
+            entry["r_with_peer"] = r
+            entry["mean_r_with_peer"] = float(np.mean(list(r.values()))) if r else float("nan")
+        results[name] = entry
+    return {"estimators": results, "clips": len(clips), "frames": sum(len(c.frames) for c in clips),
+            "smoothing": smoothing, "series": series}
+
+
+def print_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    est = report["estimators"]
+    types = [t for t in SCORED_EVENTS if any(t in e["by_type"] for e in est.values())]
+    table = Table(title=f"real faces: {report['clips']} clips, {report['frames']} frames, "
+                        f"smoothing {'on' if report['smoothing'] else 'off'}")
+    for col in ("estimator", "events caught", *types, "false fires (neutral frames)", "mean r vs peer", "face found"):
+        table.add_column(col, justify="right" if col != "estimator" else "left")
+    for name, e in est.items():
+        ff = ", ".join(f"{k} {v}" for k, v in e["false_fires_by_type"].items())
+        table.add_row(name, f"{e['caught']}/{e['events']} ({100 * e['hit_rate']:.0f} %)",
+                      *[f"{e['by_type'][t][0]}/{e['by_type'][t][1]}" if t in e["by_type"] else "-" for t in types],
+                      f"{e['false_fire_frames']}/{e['neutral_frames']}" + (f" ({ff})" if ff else ""),
+                      f"{e['mean_r_with_peer']:.2f}" if "mean_r_with_peer" in e else "-",
+                      f"{100 * e['face_found']:.0f} %")
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate_real", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with the clips and labels.json")
+    p.add_argument("--estimators", default="neural,geometry", help="comma-separated estimator names")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                   help="run estimator NAME with this .onnx (repeatable)")
+    p.add_argument("--no-peers", action="store_true", help="skip the teacher and the MediaPipe peer")
+    p.add_argument("--smoothing", choices=("on", "off"), default="on")
+    p.add_argument("--clips", default="", help="comma-separated clip file names (default: all)")
+    p.add_argument("--misses", action="store_true", help="list every missed event with its peak value")
+    p.add_argument("--json", type=Path, help="also write the full report here")
+    a = p.parse_args(argv)
+    if not (a.data / "labels.json").exists():
+        print(f"error: {a.data / 'labels.json'} not found; pass --data with a folder of clips and labels.json",
+              file=sys.stderr)
+        return 2
+    models = dict(m.split("=", 1) for m in a.model)
+    clips = load_clips(a.data, [c for c in a.clips.split(",") if c] or None)
+    report = evaluate(clips, [e for e in a.estimators.split(",") if e], a.smoothing == "on",
+                      () if a.no_peers else PEERS, models, progress=sys.stderr.isatty())
+    report.pop("series")
+    print_table(report)
+    if a.misses:
+        for name, e in report["estimators"].items():
+            for m in e["misses"]:
+                print(f"miss  {name:10s} {m}")
+    summary = {n: {k: e[k] for k in ("caught", "events", "hit_rate", "by_type", "false_fire_frames",
+                                     "neutral_frames") if k in e}
+               | ({"mean_r_with_peer": round(e["mean_r_with_peer"], 3)} if "mean_r_with_peer" in e else {})
+               for n, e in report["estimators"].items()}
+    print(json.dumps({"real_faces": summary, "smoothing": a.smoothing, "frames": report["frames"]}))
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
