@@ -8,6 +8,8 @@ import logging
 
 import typer
 
+from avatar_bridge.cli.native_logs import silence_native_logs
+
 app = typer.Typer(
     name="avatar-bridge",
     help="Webcam face -> 52 ARKit blendshapes, head pose and gaze, streamed to avatar apps.",
@@ -26,7 +28,10 @@ COMMAND_MODULES = [
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug detail.")) -> None:
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v",
+                                       help="Log debug detail, and MediaPipe's and OpenCV's own messages.")) -> None:
+    if not verbose:
+        silence_native_logs()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 

@@ -10,6 +10,7 @@ import numpy as np
 import typer
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.bus.sockets import BusError, BusSubscriber
@@ -19,7 +20,7 @@ from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OP
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
 from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
 from avatar_bridge.runtime.pipeline import EstimatorError
-from avatar_bridge.signal.profile import ProfileError
+from avatar_bridge.signal.profile import ProfileError, default_profile_dir, profile_path
 from avatar_bridge.tracking.sources import SourceError, list_cameras
 from avatar_bridge.bus import wire
 
@@ -76,9 +77,45 @@ def run(
         cfg = daemon_config(config, overrides)
         daemon = Daemon(cfg)
     console.print(f"streaming [bold]{cfg.source.spec}[/] on {cfg.bus.pub_endpoint} "
-                  f"(control {cfg.bus.control_endpoint}); Ctrl-C stops. Watch it with `avatar-bridge listen`.")
-    daemon.run_forever()
+                  f"(control {cfg.bus.control_endpoint}); Ctrl-C stops. Watch it with `avatar-bridge listen`.\n"
+                  f"dropped = camera frames skipped because the previous one was still being processed "
+                  f"(the newest frame wins, so the stream never lags).", soft_wrap=True)
+    saved = profile_path(daemon.chain.profile.name, Path(cfg.profile_dir) if cfg.profile_dir else default_profile_dir())
+    console.print(f"calibration profile: {daemon.chain.profile.name} " + (f"({saved})" if saved.is_file() else
+                  "(none saved: raw values; `avatar-bridge calibrate` makes one)"), highlight=False, soft_wrap=True)
+    line = StatusLine()
+    daemon.status_listeners.append(line.update)
+    with Live(console=console, auto_refresh=False, transient=False) if console.is_terminal else _Null() as live:
+        line.live = live if console.is_terminal else None
+        daemon.run_forever()
+        line.update(daemon.status(), final=True)
     console.print(f"stopped after {daemon.bus.seq} frames")
+
+
+class StatusLine:
+    """``run``'s one status line: redrawn in place on a terminal, else printed every ``every_s`` seconds."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.live: Live | None = None
+        self.every_s = every_s
+        self.last_print = -every_s
+        self.last = (0, 0)          # (frames published, frames with a face) at the previous update
+
+    def update(self, status: dict, final: bool = False) -> None:
+        published, faces = status["frames_published"], status["frames_with_face"]
+        if not published and not final:
+            return
+        new = published - self.last[0]
+        face = f"face in {100 * (faces - self.last[1]) / new:.0f}% of frames" if new else "no new frames"
+        self.last = (published, faces)
+        text = (f"{status['fps']:5.1f} fps · {face} · estimator {status['estimator']} · "
+                f"profile {status['profile']} · dropped {status['dropped_frames']} · "
+                f"{published} frames sent")
+        if self.live is not None:
+            self.live.update(Text(text), refresh=True)
+        elif final or time.monotonic() - self.last_print >= self.every_s:
+            self.last_print = time.monotonic()
+            print(text, flush=True)
 
 
 def _table(msg: dict, fps: float, gaps: int, status: dict | None, top: int) -> Table:
