@@ -51,3 +51,52 @@ def test_only_known_noise_is_filtered_so_native_errors_still_show():
     assert not is_noise(b"E0000 00:00:1796242373.615251   20263 calculator_graph.cc:887] INTERNAL: failed\n")
     assert not is_noise(b"F0000 00:00:1796242373.615251   20263 check failed\n")
     assert not is_noise(b"Segmentation fault\n")
+
+
+def test_listen_without_a_daemon_says_so_after_two_seconds_and_keeps_waiting(endpoints):
+    result = run_cli("listen", "--bus", endpoints[0], "--timeout", "4")
+    assert f"no daemon on {endpoints[0]} yet" in result.stderr, result.stderr
+    assert "still waiting" in result.stderr
+    assert "nothing heard" in result.stderr and result.returncode == 1   # it waited on to --timeout
+
+
+def write_still_take(path, yaw_deg: float, pitch_deg: float, roll_deg: float, n: int = 90, fps: float = 30.0) -> None:
+    """A take of one held head pose, so what `listen` shows can be checked against it."""
+    import math
+    import numpy as np
+    from avatar_bridge.conventions import from_yaw_pitch_roll
+    from avatar_bridge.takes.format import TakeHeader, TakeWriter
+    from avatar_bridge.types import FaceState
+    q = from_yaw_pitch_roll(*(math.radians(a) for a in (yaw_deg, pitch_deg, roll_deg)))
+    with TakeWriter(path, TakeHeader(fps=fps, source="test")) as writer:
+        for i in range(n):
+            state = FaceState(blendshapes=np.full(52, 0.1, np.float32), head_rotation=tuple(q),
+                              head_position=(0.0, 0.0, -0.5), gaze_left=(0.0, 0.0), gaze_right=(0.0, 0.0),
+                              confidence=0.9, face_present=True, t_capture=i / fps, frame_index=i)
+            writer.write(state, seq=i, t=i / fps)
+
+
+def test_listen_shows_head_pose_in_degrees_and_no_dropped_none_during_a_replay(endpoints, tmp_path):
+    take = tmp_path / "still.abr"
+    write_still_take(take, yaw_deg=20, pitch_deg=-10, roll_deg=5)
+    bus, control = endpoints
+    replay = subprocess.Popen(cli("replay", str(take), "--loop", "--bus", bus, "--control", control),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=hermetic_env())
+    try:
+        result = run_cli("listen", "--bus", bus, "--count", "75", "--timeout", "30")
+    finally:
+        replay.terminate()
+        replay.wait(10)
+    assert result.returncode == 0, result.stderr
+    assert "head yaw +20° pitch -10° roll +5°" in result.stdout, result.stdout
+    assert "source replay:still.abr" in result.stdout and "replay" in result.stdout.split("source")[-1]
+    assert "None" not in result.stdout
+
+
+def test_record_with_a_duration_and_no_daemon_stops_says_so_and_writes_no_empty_take(endpoints, tmp_path):
+    take = tmp_path / "t.abr"
+    result = run_cli("record", str(take), "--duration", "1", "--bus", endpoints[0], "--control", endpoints[1])
+    assert result.returncode == 1
+    assert f"no face messages arrived on {endpoints[0]} (no daemon there), so nothing was written" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not take.exists()

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import typer
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.bus.sockets import BusError, BusSubscriber
+from avatar_bridge.conventions import head_yaw_pitch_roll
 from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
                                       LINK_BLINKS_OPTION, MIRROR_OPTION, PROFILE_OPTION, SMOOTHING_OPTION,
-                                      console, fail, signal_overrides, user_errors)
+                                      console, err_console, fail, signal_overrides, user_errors)
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
 from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
 from avatar_bridge.runtime.pipeline import EstimatorError
@@ -118,7 +121,7 @@ class StatusLine:
             print(text, flush=True)
 
 
-def _table(msg: dict, fps: float, gaps: int, status: dict | None, top: int) -> Table:
+def _table(msg: dict, fps: float, gaps: int, status: dict | None, top: int) -> Group:
     bs = np.asarray(msg["bs"])
     table = Table(title=f"seq {msg['seq']}  {'face' if msg['present'] else 'NO FACE'}  "
                         f"{fps:5.1f} fps  gaps {gaps}", expand=False)
@@ -127,13 +130,18 @@ def _table(msg: dict, fps: float, gaps: int, status: dict | None, top: int) -> T
     table.add_column("")
     for i in np.argsort(-bs)[:top]:
         table.add_row(ARKIT_BLENDSHAPES[i], f"{bs[i]:.2f}", "█" * int(round(bs[i] * 20)))
-    q = msg["head"]["q"]
-    table.caption = (f"head q=({q[0]:+.2f},{q[1]:+.2f},{q[2]:+.2f},{q[3]:+.2f})  "
-                     f"gaze L={msg['gaze']['l'][0]:+.2f},{msg['gaze']['l'][1]:+.2f}")
+    yaw, pitch, roll = (math.degrees(a) for a in head_yaw_pitch_roll(msg["head"]["q"]))
+    gaze = [math.degrees(a) for a in msg["gaze"]["l"]]
+    # Below the table, not its caption: a caption wraps to the table's narrow width.
+    below = f"head yaw {yaw:+.0f}° pitch {pitch:+.0f}° roll {roll:+.0f}°  gaze L yaw {gaze[0]:+.0f}° pitch {gaze[1]:+.0f}°"
     if status:
-        table.caption += f"\nsource {status.get('source')}  daemon {status.get('fps', 0):.1f} fps  " \
-                         f"dropped {status.get('dropped_frames')}"
-    return table
+        # A replay has no camera, so nothing to drop: say so rather than "dropped None".
+        dropped = "replay" if status.get("replay") else f"dropped {status.get('dropped_frames', 0)}"
+        below += f"\nsource {status.get('source')}  sender {status.get('fps', 0):.1f} fps  {dropped}"
+    return Group(table, Text(below))
+
+
+NO_DAEMON_NOTICE_S = 2.0   # silence after which listen says there is no daemon yet
 
 
 def listen(
@@ -149,17 +157,21 @@ def listen(
     sub = BusSubscriber(bus, topics=(wire.TOPIC_FACE, wire.TOPIC_STATUS))
     received, gaps, last_seq, last_status = 0, 0, None, None
     times: list[float] = []
-    last_heard = time.monotonic()
+    last_heard, heard_any, told = time.monotonic(), False, False
     try:
         with Live(console=console, auto_refresh=False, transient=False) if not json_lines else _Null() as live:
             while count is None or received < count:
                 got = sub.recv(200)
                 if got is None:
+                    if not heard_any and not told and time.monotonic() - last_heard > NO_DAEMON_NOTICE_S:
+                        told = True
+                        err_console.print(f"no daemon on {bus} yet (start `avatar-bridge run`, same --bus); "
+                                          "still waiting", highlight=False)
                     if timeout and time.monotonic() - last_heard > timeout:
                         raise fail(f"nothing heard on {bus} for {timeout:.0f} s — is `avatar-bridge run` running "
                                    "with the same --bus?")
                     continue
-                last_heard = time.monotonic()
+                last_heard, heard_any = time.monotonic(), True
                 topic, payload = got
                 if topic == wire.TOPIC_STATUS:
                     last_status = wire.decode_map(payload)

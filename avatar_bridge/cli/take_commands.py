@@ -98,13 +98,21 @@ def _record(take: Path, bus: str, control: str, via_daemon: bool, duration: Opti
         recorder = Recorder(config).start()
     console.print(f"recording {bus} into [bold]{take}[/]; Ctrl-C stops"
                   + ("" if recorder.connected.is_set() else " (no publisher yet; waiting for `avatar-bridge run`)"))
+    started = time.monotonic()
     with console.status("") as live:
         while not stop.is_set() and not recorder.finished.is_set():
             s = recorder.summary
+            # --duration counts from the first frame; with none at all it still bounds the wait.
+            if duration is not None and not s.frames and time.monotonic() - started > duration:
+                break
             live.update(f"{s.frames} frames, {s.duration_s:.1f} s, gaps {s.gaps}")
             stop.wait(0.25)
     with user_errors(RecordingError):
         summary = recorder.stop()
+    if not summary.frames:
+        take.unlink(missing_ok=True)   # a take with no frames only misleads later
+        raise fail(f"no face messages arrived on {bus}{'' if recorder.connected.is_set() else ' (no daemon there)'}, "
+                   f"so nothing was written; start `avatar-bridge run` (same --bus) and record again")
     console.print(summary.describe(), highlight=False)
 
 
