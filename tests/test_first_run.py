@@ -100,3 +100,71 @@ def test_record_with_a_duration_and_no_daemon_stops_says_so_and_writes_no_empty_
     assert f"no face messages arrived on {endpoints[0]} (no daemon there), so nothing was written" in result.stderr
     assert "Traceback" not in result.stderr
     assert not take.exists()
+
+
+def test_a_text_file_given_as_a_take_is_described_as_text_not_as_python_bytes(tmp_path):
+    notes = tmp_path / "notes.abr"
+    notes.write_text("hello there, this is not a take\n")
+    result = run_cli("inspect", str(notes))
+    assert result.returncode == 1
+    assert 'it begins with the text "hello there,"' in result.stderr, result.stderr
+    assert "b'" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_plot_writes_beside_the_take_under_its_name_and_will_not_overwrite_silently(tmp_path):
+    take = tmp_path / "smile.abr"
+    write_still_take(take, 0, 0, 0, n=30)
+    first = run_cli("plot", str(take))
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "smile.png").stat().st_size > 0 and not (tmp_path / "take.png").exists()
+    again = run_cli("plot", str(take))
+    assert again.returncode == 1 and "smile.png already exists" in again.stderr and "--overwrite" in again.stderr
+    assert run_cli("plot", str(take), "--overwrite").returncode == 0
+
+
+def test_inspect_does_not_name_a_profile_that_was_never_saved(tmp_path):
+    take = tmp_path / "demo.abr"
+    processed = run_cli("process", "demo", "--out", str(take), "--max-frames", "10")
+    assert processed.returncode == 0, processed.stderr
+    result = run_cli("inspect", str(take))
+    assert "calibration profile: none (raw values" in result.stdout, result.stdout
+    assert "calibration profile: default" not in result.stdout
+
+
+def test_help_shows_brackets_in_text_no_bool_placeholders_and_demo_for_process():
+    run_help = run_cli("run", "--help").stdout
+    assert "[source], [bus], [pipeline]" in run_help
+    assert "<bool>" not in run_help and "--mirror " in run_help
+    assert re.search(r"--smoothing on\|off", run_help), run_help
+    assert "demo (the built-in clip)" in " ".join(run_cli("process", "--help").stdout.split())
+
+
+def test_doctor_names_the_flag_each_command_really_takes(endpoints):
+    result = subprocess.run(cli("doctor", "--skip-camera", "--adapters", "vrchat", "--bus", endpoints[0],
+                                "--control", endpoints[1]), capture_output=True, text=True, timeout=120,
+                            env={**hermetic_env(), "COLUMNS": "300"})
+    assert "run --vrchat-port N (bridge vrchat --port N)" in result.stdout, result.stdout
+    assert "pass --port" not in result.stdout
+
+
+def test_ctrl_c_during_process_keeps_the_frames_and_inspect_says_the_take_is_incomplete(tmp_path, astronaut):
+    import signal
+    import time
+    import cv2
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0000.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    for i in range(1, 3000):      # far more than can be processed before the interrupt
+        (frames / f"{i:04d}.png").symlink_to(frames / "0000.png")
+    take = tmp_path / "part.abr"
+    proc = subprocess.Popen(cli("process", str(frames), "--out", str(take)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=hermetic_env())
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (take.exists() and take.stat().st_size > 4000):
+        time.sleep(0.1)          # until frames are on disk
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out + err
+    assert "stopped by Ctrl-C after" in err and "marked incomplete" in err and "Traceback" not in err, err
+    result = run_cli("inspect", str(take))
+    assert re.search(r"incomplete: interrupted after \d+ of 3000 frames", result.stdout), result.stdout

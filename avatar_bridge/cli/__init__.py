@@ -16,6 +16,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rich markup ate "[source]" in help text and showed "<bool>" on every on/off flag.
+    rich_markup_mode=None,
 )
 
 # One line per command module; each module defines register(app: typer.Typer) -> None.
