@@ -168,3 +168,28 @@ def test_ctrl_c_during_process_keeps_the_frames_and_inspect_says_the_take_is_inc
     assert "stopped by Ctrl-C after" in err and "marked incomplete" in err and "Traceback" not in err, err
     result = run_cli("inspect", str(take))
     assert re.search(r"incomplete: interrupted after \d+ of 3000 frames", result.stdout), result.stdout
+
+
+def test_on_a_terminal_the_status_line_is_redrawn_in_place(endpoints):
+    import os
+    import pty
+    bus, control = endpoints
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(cli("run", "--max-frames", "75", "--bus", bus, "--control", control), stdout=follower,
+                            stderr=follower, env={**hermetic_env(), "TERM": "xterm", "COLUMNS": "200"})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:          # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(60)
+    os.close(leader)
+    out = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, out
+    assert out.count(" fps · ") >= 2 and "\x1b[2K" in out, out     # redrawn (erase line), not appended
+    assert not NATIVE_NOISE.search(out), out
