@@ -2,10 +2,9 @@
 unless ``--verbose``.
 
 absl writes straight to file descriptor 2 before ``absl::InitializeLog()``, which MediaPipe's Python
-wheel never calls, and no environment variable lowers its threshold (nor does OpenCV's
-wheel expose its log level); so fd 2 is put behind a pipe whose
-reader drops only the known noise and passes every other native line (a real error, a crash message)
-through. Python's own output bypasses the pipe: ``sys.stderr`` is rebound to the real stderr.
+wheel never calls, and no environment variable lowers its threshold (nor does OpenCV's wheel expose
+its log level); so fd 2 is put behind a pipe whose reader drops only the known noise and passes every
+other native line (a real error, a crash message) through. Python's own output bypasses the pipe: ``sys.stderr`` is rebound to the real stderr.
 """
 
 from __future__ import annotations
@@ -27,10 +26,10 @@ def is_noise(line: bytes) -> bool:
 
 
 def silence_native_logs() -> None:
-    """Filter native stderr for the rest of this process; a no-op when stderr is not a real file
-    (an in-process test runner) or when already done."""
+    """Filter native stderr for the rest of this process; a no-op when stderr is not fd 2: an in-process
+    test runner's capture, or a second call (sys.stderr is then the saved descriptor)."""
     try:
-        if sys.stderr.fileno() != 2 or getattr(sys, "_avatar_bridge_native_filter", False):
+        if sys.stderr.fileno() != 2:
             return
     except (AttributeError, OSError, ValueError):
         return
@@ -40,7 +39,6 @@ def silence_native_logs() -> None:
     os.dup2(write_end, 2)
     os.close(write_end)
     sys.stderr = open(real, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
-    sys._avatar_bridge_native_filter = True
 
     def forward() -> None:
         with open(read_end, "rb") as pipe:
