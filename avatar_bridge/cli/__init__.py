@@ -8,12 +8,16 @@ import logging
 
 import typer
 
+from avatar_bridge.cli.native_logs import silence_native_logs
+
 app = typer.Typer(
     name="avatar-bridge",
     help="Webcam face -> 52 ARKit blendshapes, head pose and gaze, streamed to avatar apps.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rich markup ate "[source]" in help text and showed "<bool>" on every on/off flag.
+    rich_markup_mode=None,
 )
 
 # One line per command module; each module defines register(app: typer.Typer) -> None.
@@ -26,7 +30,10 @@ COMMAND_MODULES = [
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug detail.")) -> None:
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v",
+                                       help="Log debug detail, and MediaPipe's and OpenCV's own messages.")) -> None:
+    if not verbose:
+        silence_native_logs()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 

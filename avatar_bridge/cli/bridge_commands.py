@@ -189,12 +189,12 @@ def _check_target(name: str, config) -> list[tuple[str, str, str, str]]:
             host, port = service.osc_host, service.osc_port
         else:
             rows.append((f"{name} OSCQuery", "WARN", "no VRChat found by OSCQuery; will send to port 9000",
-                         "start VRChat with OSC enabled, or pass --port"))
+                         "start VRChat with OSC enabled, or give the port: run --vrchat-port N (bridge vrchat --port N)"))
             port = 9000
     try:
         addr = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][4][0]
     except (socket.gaierror, UnicodeError) as exc:
-        return rows + [(f"{name} target", "FAIL", f"cannot resolve {host!r}: {exc}", "fix --host")]
+        return rows + [(f"{name} target", "FAIL", f"cannot resolve {host!r}: {exc}", "fix the host: run --adapter-host (bridge NAME --host)")]
     fix = RECEIVERS[name].format(port=port)
     if addr.startswith("127.") or addr == "::1":
         if _udp_port_free(addr, port):
@@ -208,7 +208,7 @@ def _check_target(name: str, config) -> list[tuple[str, str, str, str]]:
     if listen and not _udp_port_free(getattr(config, "listen_host", "0.0.0.0"), listen):
         owner = port_owner(listen, "udp") or "another program"
         rows.append((f"{name} listen", "WARN", f"UDP {listen} is taken by {owner}",
-                     "close it or pass --listen-port; avatar changes would go unnoticed"))
+                     "close it or pick another: bridge NAME --listen-port; avatar changes would go unnoticed"))
     return rows
 
 

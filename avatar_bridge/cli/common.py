@@ -54,8 +54,8 @@ ESTIMATOR_HELP = ("auto (the best shipped estimator: the neural model, which bea
                   "on the held-out evaluation in docs/model_card.md), neural, or geometry.")
 
 # The signal-chain switches shared by run, process and bench.
-SMOOTHING_OPTION = typer.Option("on", "--smoothing", help="on|off: One Euro smoothing.")
-CALIBRATION_OPTION = typer.Option("on", "--calibration", help="on|off: apply the calibration profile.")
+SMOOTHING_OPTION = typer.Option("on", "--smoothing", metavar="on|off", help="One Euro smoothing.")
+CALIBRATION_OPTION = typer.Option("on", "--calibration", metavar="on|off", help="Apply the calibration profile.")
 MIRROR_OPTION = typer.Option(False, "--mirror", help="Selfie view: swap Left/Right shapes, yaw and roll.")
 LINK_BLINKS_OPTION = typer.Option(False, "--link-blinks", help="Close both eyes together unless one clearly winks.")
 PROFILE_OPTION = typer.Option(None, "--profile", help="Calibration profile name (default: 'default' if saved).")

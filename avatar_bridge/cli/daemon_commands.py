@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import typer
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.bus.sockets import BusError, BusSubscriber
+from avatar_bridge.conventions import head_yaw_pitch_roll
 from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
                                       LINK_BLINKS_OPTION, MIRROR_OPTION, PROFILE_OPTION, SMOOTHING_OPTION,
-                                      console, fail, signal_overrides, user_errors)
+                                      console, err_console, fail, signal_overrides, user_errors)
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
 from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
 from avatar_bridge.runtime.pipeline import EstimatorError
-from avatar_bridge.signal.profile import ProfileError
+from avatar_bridge.signal.profile import ProfileError, default_profile_dir, profile_path
 from avatar_bridge.tracking.sources import SourceError, list_cameras
 from avatar_bridge.bus import wire
 
@@ -76,12 +80,48 @@ def run(
         cfg = daemon_config(config, overrides)
         daemon = Daemon(cfg)
     console.print(f"streaming [bold]{cfg.source.spec}[/] on {cfg.bus.pub_endpoint} "
-                  f"(control {cfg.bus.control_endpoint}); Ctrl-C stops. Watch it with `avatar-bridge listen`.")
-    daemon.run_forever()
+                  f"(control {cfg.bus.control_endpoint}); Ctrl-C stops. Watch it with `avatar-bridge listen`.\n"
+                  f"dropped = camera frames skipped because the previous one was still being processed "
+                  f"(the newest frame wins, so the stream never lags).", soft_wrap=True)
+    saved = profile_path(daemon.chain.profile.name, Path(cfg.profile_dir) if cfg.profile_dir else default_profile_dir())
+    console.print(f"calibration profile: {daemon.chain.profile.name} " + (f"({saved})" if saved.is_file() else
+                  "(none saved: raw values; `avatar-bridge calibrate` makes one)"), highlight=False, soft_wrap=True)
+    line = StatusLine()
+    daemon.status_listeners.append(line.update)
+    with Live(console=console, auto_refresh=False, transient=False) if console.is_terminal else _Null() as live:
+        line.live = live if console.is_terminal else None
+        daemon.run_forever()
+        line.update(daemon.status(), final=True)
     console.print(f"stopped after {daemon.bus.seq} frames")
 
 
-def _table(msg: dict, fps: float, gaps: int, status: dict | None, top: int) -> Table:
+class StatusLine:
+    """``run``'s one status line: redrawn in place on a terminal, else printed every ``every_s`` seconds."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.live: Live | None = None
+        self.every_s = every_s
+        self.last_print = -every_s
+        self.last = (0, 0)          # (frames published, frames with a face) at the previous update
+
+    def update(self, status: dict, final: bool = False) -> None:
+        published, faces = status["frames_published"], status["frames_with_face"]
+        if not published and not final:
+            return
+        new = published - self.last[0]
+        face = f"face in {100 * (faces - self.last[1]) / new:.0f}% of frames" if new else "no new frames"
+        self.last = (published, faces)
+        text = (f"{status['fps']:5.1f} fps · {face} · estimator {status['estimator']} · "
+                f"profile {status['profile']} · dropped {status['dropped_frames']} · "
+                f"{published} frames sent")
+        if self.live is not None:
+            self.live.update(Text(text), refresh=True)
+        elif final or time.monotonic() - self.last_print >= self.every_s:
+            self.last_print = time.monotonic()
+            print(text, flush=True)
+
+
+def _table(msg: dict, fps: float, gaps: int, status: dict | None, top: int) -> Group:
     bs = np.asarray(msg["bs"])
     table = Table(title=f"seq {msg['seq']}  {'face' if msg['present'] else 'NO FACE'}  "
                         f"{fps:5.1f} fps  gaps {gaps}", expand=False)
@@ -90,13 +130,18 @@ def _table(msg: dict, fps: float, gaps: int, status: dict | None, top: int) -> T
     table.add_column("")
     for i in np.argsort(-bs)[:top]:
         table.add_row(ARKIT_BLENDSHAPES[i], f"{bs[i]:.2f}", "█" * int(round(bs[i] * 20)))
-    q = msg["head"]["q"]
-    table.caption = (f"head q=({q[0]:+.2f},{q[1]:+.2f},{q[2]:+.2f},{q[3]:+.2f})  "
-                     f"gaze L={msg['gaze']['l'][0]:+.2f},{msg['gaze']['l'][1]:+.2f}")
+    yaw, pitch, roll = (math.degrees(a) for a in head_yaw_pitch_roll(msg["head"]["q"]))
+    gaze = [math.degrees(a) for a in msg["gaze"]["l"]]
+    # Below the table, not its caption: a caption wraps to the table's narrow width.
+    below = f"head yaw {yaw:+.0f}° pitch {pitch:+.0f}° roll {roll:+.0f}°  gaze L yaw {gaze[0]:+.0f}° pitch {gaze[1]:+.0f}°"
     if status:
-        table.caption += f"\nsource {status.get('source')}  daemon {status.get('fps', 0):.1f} fps  " \
-                         f"dropped {status.get('dropped_frames')}"
-    return table
+        # A replay has no camera, so nothing to drop: say so rather than "dropped None".
+        dropped = "replay" if status.get("replay") else f"dropped {status.get('dropped_frames', 0)}"
+        below += f"\nsource {status.get('source')}  sender {status.get('fps', 0):.1f} fps  {dropped}"
+    return Group(table, Text(below))
+
+
+NO_DAEMON_NOTICE_S = 2.0   # silence after which listen says there is no daemon yet
 
 
 def listen(
@@ -112,17 +157,21 @@ def listen(
     sub = BusSubscriber(bus, topics=(wire.TOPIC_FACE, wire.TOPIC_STATUS))
     received, gaps, last_seq, last_status = 0, 0, None, None
     times: list[float] = []
-    last_heard = time.monotonic()
+    last_heard, heard_any, told = time.monotonic(), False, False
     try:
         with Live(console=console, auto_refresh=False, transient=False) if not json_lines else _Null() as live:
             while count is None or received < count:
                 got = sub.recv(200)
                 if got is None:
+                    if not heard_any and not told and time.monotonic() - last_heard > NO_DAEMON_NOTICE_S:
+                        told = True
+                        err_console.print(f"no daemon on {bus} yet (start `avatar-bridge run`, same --bus); "
+                                          "still waiting", highlight=False)
                     if timeout and time.monotonic() - last_heard > timeout:
                         raise fail(f"nothing heard on {bus} for {timeout:.0f} s — is `avatar-bridge run` running "
                                    "with the same --bus?")
                     continue
-                last_heard = time.monotonic()
+                last_heard, heard_any = time.monotonic(), True
                 topic, payload = got
                 if topic == wire.TOPIC_STATUS:
                     last_status = wire.decode_map(payload)

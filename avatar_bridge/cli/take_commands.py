@@ -98,13 +98,21 @@ def _record(take: Path, bus: str, control: str, via_daemon: bool, duration: Opti
         recorder = Recorder(config).start()
     console.print(f"recording {bus} into [bold]{take}[/]; Ctrl-C stops"
                   + ("" if recorder.connected.is_set() else " (no publisher yet; waiting for `avatar-bridge run`)"))
+    started = time.monotonic()
     with console.status("") as live:
         while not stop.is_set() and not recorder.finished.is_set():
             s = recorder.summary
+            # --duration counts from the first frame; with none at all it still bounds the wait.
+            if duration is not None and not s.frames and time.monotonic() - started > duration:
+                break
             live.update(f"{s.frames} frames, {s.duration_s:.1f} s, gaps {s.gaps}")
             stop.wait(0.25)
     with user_errors(RecordingError):
         summary = recorder.stop()
+    if not summary.frames:
+        take.unlink(missing_ok=True)   # a take with no frames only misleads later
+        raise fail(f"no face messages arrived on {bus}{'' if recorder.connected.is_set() else ' (no daemon there)'}, "
+                   f"so nothing was written; start `avatar-bridge run` (same --bus) and record again")
     console.print(summary.describe(), highlight=False)
 
 
@@ -207,7 +215,8 @@ def replay(
 
 
 def process(
-    source: Path = typer.Argument(..., help="A video file or a folder of images (read in sorted name order)."),
+    source: Path = typer.Argument(..., help="A video file, a folder of images (read in sorted name order), "
+                                  "or demo (the built-in clip)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output: NAME.csv for Live Link Face CSV, anything else a take."),
     fps: float = typer.Option(30.0, "--fps", help="Frame rate of an image folder (a video keeps its own timing)."),
     estimator: str = typer.Option("auto", "--estimator", "-e", help=ESTIMATOR_HELP),
@@ -221,12 +230,12 @@ def process(
 ) -> None:
     """Run the full pipeline over a video or image folder as fast as possible, into a take or a CSV."""
     from avatar_bridge.runtime.pipeline import EstimatorError
-    from avatar_bridge.takes.process import run_process
+    from avatar_bridge.takes.process import ProcessInterrupted, run_process
     from avatar_bridge.signal.profile import ProfileError
     from avatar_bridge.tracking.sources import SourceError
 
     smooth, calib = on_off(smoothing, "--smoothing"), on_off(calibration, "--calibration")
-    with user_errors(TakeError, SourceError, EstimatorError, ProfileError, OSError):
+    with user_errors(TakeError, SourceError, EstimatorError, ProfileError, OSError, ProcessInterrupted):
         report = run_process(source, out, fps, estimator, smooth, calib, profile, max_frames, overwrite,
                              csv_config=LiveLinkCsvConfig(tracking_columns=not no_tracking_columns))
     console.print(f"wrote {report['frames']} frames ({report['faces']} with a face) to {out} as a {report['kind']} "
@@ -239,17 +248,19 @@ def process(
 
 def plot(
     take: Path = typer.Argument(..., help="A take (.abr) or a Live Link Face CSV."),
-    out: Path = typer.Option(Path("take.png"), "--out", "-o", help="PNG to write."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write (default: the input's name with .png, beside it)."),
     shapes: Optional[str] = typer.Option(None, "--shapes", help="Comma-separated shapes (default: those that moved most)."),
     top: int = typer.Option(6, "--top", help="How many of the most-moving shapes, without --shapes."),
     size: str = typer.Option("1600x900", "--size", help="Image size in pixels, WIDTHxHEIGHT."),
     salvage: bool = typer.Option(False, "--salvage", help=SALVAGE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing PNG."),
 ) -> None:
     """Draw blendshape curves and head rotation over time, with blinks marked, to a PNG."""
+    out = out or take.with_suffix(".png")
     with user_errors(TakeError, LiveLinkCsvError, PlotError):
         width, height = parse_size(size)
-        result = plot_take(load_take(take, salvage), out,
-                           PlotConfig(shapes=parse_shapes(shapes), top=top, width_px=width, height_px=height))
+        result = plot_take(load_take(take, salvage), out, PlotConfig(shapes=parse_shapes(shapes), top=top, width_px=width,
+                                                                     height_px=height, overwrite=overwrite))
     console.print(f"wrote {out} ({width}x{height}): {', '.join(result.shapes)}; {len(result.blinks)} blinks",
                   highlight=False)
 
@@ -293,8 +304,14 @@ def inspect(
     console.print(f"[bold]{take.name}[/]  format v{h.version}  source {h.source or '?'}  started {h.start_time or '?'}")
     console.print(f"{len(t)} frames, {t.duration_s:.2f} s, {rate:.1f} fps measured ({h.fps:g} nominal), "
                   f"{int(t.present.sum()) if len(t) else 0} with a face, seq gaps {t.seq_gaps()}", highlight=False)
-    if h.profile:
-        console.print(f"calibration profile: {h.profile.get('name', '?')}")
+    if h.profile and not (h.profile.get("shapes") or h.profile.get("filter")):
+        # The built-in identity is named "default" too, but no such profile file exists.
+        console.print("calibration profile: none (raw values, no profile was saved when this was taken)")
+    elif h.profile:
+        console.print(f"calibration profile: {h.profile.get('name', '?')} ({len(h.profile.get('shapes', {}))} "
+                      "shapes calibrated; its values are stored in the take)", highlight=False)
+    if t.end is not None and t.end.get("incomplete"):
+        console.print(f"[yellow]incomplete: {t.end['incomplete']}[/]", highlight=False)
     if t.end is None and take.suffix.lower() != ".csv":
         console.print("[yellow]no end record: the writer was stopped abruptly (crash or kill); "
                       "everything up to its last flush is here[/]")

@@ -139,6 +139,8 @@ class Daemon:
         self.status_providers: dict[str, Callable[[], dict[str, Any]]] = {
             "adapters": lambda: {t.adapter.name: t.stats() for t in self.adapter_threads},
             "recorder": lambda: self.recording.status({})}
+        # Called with each status map on the frame loop's thread (the CLI's live status line).
+        self.status_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.started = time.monotonic()
         log.info("daemon: source %s, estimator %s", config.source.spec, self.pipeline.estimator.name)
 
@@ -198,7 +200,10 @@ class Daemon:
                     pass
                 now = time.monotonic()
                 if now >= next_status:
-                    self.bus.publish_status(self.status())
+                    status = self.status()
+                    self.bus.publish_status(status)
+                    for listener in self.status_listeners:
+                        listener(status)
                     next_status = now + 1.0 / self.config.status_hz
                 frame = self.slot.take(timeout=0.05)
                 if frame is None:

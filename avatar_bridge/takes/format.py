@@ -317,6 +317,18 @@ def _resync(data: bytes, pos: int) -> int | None:
     return None
 
 
+def _first_bytes(data: bytes) -> str:
+    """A file's first bytes as a person reads them: text when they are text, else hex (never b'...')."""
+    head = data[:12]
+    try:
+        text = head.decode("utf-8")
+        if text.isprintable():
+            return f'the text "{text}"'
+    except UnicodeDecodeError:
+        pass
+    return f"the bytes {head.hex(' ')}"
+
+
 def parse_take(path: str | Path, data: bytes) -> Take:
     """Parse take bytes, skipping damage (recorded in ``Take.damage``); raises TakeError only when the
     bytes are not a take at all or the header is unusable."""
@@ -325,8 +337,8 @@ def parse_take(path: str | Path, data: bytes) -> Take:
         if FILE_MAGIC.startswith(data):
             raise TakeError(f"{path.name} is empty or cut off inside its first {len(FILE_MAGIC)} bytes; "
                             "nothing was recorded in it")
-        raise TakeError(f"{path.name} is not an avatar-bridge take (it starts with {data[:8]!r}, "
-                        f"not {FILE_MAGIC!r}); a Live Link Face CSV is read with `avatar-bridge convert`")
+        raise TakeError(f"{path.name} is not an avatar-bridge take (it begins with {_first_bytes(data)}, not a "
+                        "take's header); a Live Link Face CSV is read by its .csv name, e.g. `avatar-bridge convert`")
     take = Take(path, TakeHeader(), [], size=len(data))
     pos = len(FILE_MAGIC)
     header_seen = False

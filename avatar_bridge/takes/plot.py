@@ -28,6 +28,7 @@ class PlotConfig:
     width_px: int = 1600
     height_px: int = 900
     dpi: int = 100
+    overwrite: bool = False            # refuse to replace an existing PNG unless asked
 
 
 @dataclass
@@ -84,6 +85,8 @@ def plot_take(take: Take, out: str | Path, config: PlotConfig = PlotConfig()) ->
     unknown = [s for s in config.shapes if s not in INDEX]
     if unknown:
         raise PlotError(f"unknown blendshape(s) {', '.join(unknown)}; names are ARKit's, e.g. jawOpen, eyeBlinkLeft")
+    if Path(out).exists() and not config.overwrite:
+        raise PlotError(f"{out} already exists; pick another name with --out or pass --overwrite")
     times = take.times - take.times[0]
     bs = take.blendshapes
     shapes = list(config.shapes) or most_moving(bs, config.top)

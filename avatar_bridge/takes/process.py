@@ -16,11 +16,17 @@ from avatar_bridge.takes.live_link_csv import LiveLinkCsvConfig, LiveLinkCsvWrit
 from avatar_bridge.runtime.pipeline import Pipeline, PipelineConfig
 from avatar_bridge.signal.profile import default_profile_dir, load_or_default
 from avatar_bridge.signal.chain import SignalChain, SignalChainConfig
-from avatar_bridge.tracking.sources import IMAGE_SUFFIXES, SourceConfig, open_source
+from avatar_bridge.tracking.sources import IMAGE_SUFFIXES, SourceConfig, demo_clip_path, open_source
 from avatar_bridge.takes.format import TakeError, TakeHeader, TakeWriter, TakeWriterConfig, now_iso, profile_to_header
 
 
+class ProcessInterrupted(RuntimeError):
+    """``process`` stopped by Ctrl-C; what was written is kept, and a take's end record marks it incomplete."""
+
+
 def _count_frames(path: Path, fps: float) -> int | None:
+    if str(path) == "demo":
+        path = demo_clip_path()
     if path.is_dir():
         return sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     cap = cv2.VideoCapture(str(path))
@@ -51,6 +57,7 @@ def run_process(source_path: Path, out: Path, fps: float = 30.0, estimator: str 
                                "calibration": calibration})
     is_csv = out.suffix.lower() == ".csv"
     frames = faces = 0
+    interrupted = False
     started = time.perf_counter()
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:>6.1f} fps"), TimeElapsedColumn(), TextColumn("ETA"),
@@ -74,12 +81,19 @@ def run_process(source_path: Path, out: Path, fps: float = 30.0, estimator: str 
                 frames += 1
                 faces += int(state.face_present)
                 bar.update(task, advance=1, rate=frames / max(1e-9, time.perf_counter() - started))
+    except KeyboardInterrupt:
+        interrupted = True
+        raise ProcessInterrupted(f"stopped by Ctrl-C after {frames} frames; {out} holds only those"
+                                 + ("" if is_csv else " and is marked incomplete (`avatar-bridge inspect` says so)"))
     finally:
         pipeline.close()
         if is_csv:
             fh.close()
         else:
-            take_writer.close({"faces": faces, "estimator": pipeline.estimator.name})
+            # The end record says the take stops early, so it is never mistaken for the whole source.
+            take_writer.close({"faces": faces, "estimator": pipeline.estimator.name,
+                               **({"incomplete": f"interrupted after {frames} of {total or '?'} frames"}
+                                  if interrupted else {})})
     elapsed = time.perf_counter() - started
     return {"frames": frames, "faces": faces, "seconds": elapsed, "fps": frames / elapsed if elapsed else 0.0,
             "out": str(out), "kind": "csv" if is_csv else "take", "estimator": pipeline.estimator.name}
