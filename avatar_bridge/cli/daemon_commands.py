@@ -16,6 +16,8 @@ from avatar_bridge.bus.sockets import BusError, BusSubscriber
 from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
                                       LINK_BLINKS_OPTION, MIRROR_OPTION, PROFILE_OPTION, SMOOTHING_OPTION,
                                       console, fail, signal_overrides, user_errors)
+from avatar_bridge.cli.preview_commands import (NO_BROWSER_OPTION, PREVIEW_HOST_OPTION, PREVIEW_OPTION,
+                                               PREVIEW_PORT_OPTION, PreviewConfig, start_preview)
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
 from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
 from avatar_bridge.runtime.pipeline import EstimatorError
@@ -55,6 +57,10 @@ def run(
     control: str = CONTROL_OPTION,
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [source], [bus], [pipeline] tables."),
+    preview: bool = PREVIEW_OPTION,
+    preview_host: str = PREVIEW_HOST_OPTION,
+    preview_port: int = PREVIEW_PORT_OPTION,
+    no_browser: bool = NO_BROWSER_OPTION,
 ) -> None:
     """Track a face and stream its blendshapes, head pose and gaze onto the bus until Ctrl-C."""
     overrides = {
@@ -77,7 +83,14 @@ def run(
         daemon = Daemon(cfg)
     console.print(f"streaming [bold]{cfg.source.spec}[/] on {cfg.bus.pub_endpoint} "
                   f"(control {cfg.bus.control_endpoint}); Ctrl-C stops. Watch it with `avatar-bridge listen`.")
-    daemon.run_forever()
+    page = start_preview(PreviewConfig(host=preview_host, port=preview_port, bus_endpoint=cfg.bus.pub_endpoint,
+                                       control_endpoint=cfg.bus.control_endpoint),
+                         not no_browser, cleanup=daemon.close) if preview else None
+    try:
+        daemon.run_forever()
+    finally:
+        if page is not None:
+            page.stop()
     console.print(f"stopped after {daemon.bus.seq} frames")
 
 
