@@ -18,7 +18,7 @@ const DEG = 180 / Math.PI;
 // Everything the tests (and a curious user in the console) may read.
 const preview = window.preview = {
   names: [], state: null, facesReceived: 0, statesDrawn: 0, status: null, daemonAlive: false,
-  connected: false, signal: null, head: null, morphMeshes: [], cameraFrames: 0, camera: null,
+  drawn: null, connected: false, signal: null, head: null, morphMeshes: [], cameraFrames: 0, camera: null,
   morph(name) {  // the jaw etc. as the head shows it now
     const m = this.morphMeshes[0];
     return m && name in m.morphTargetDictionary ? m.morphTargetInfluences[m.morphTargetDictionary[name]] : null;
@@ -201,6 +201,7 @@ function frame() {
     drawn = s;
     drawBars(s.bs);
     drawHead(s);
+    preview.drawn = s;
     const [yaw, pitch, roll] = yawPitchRoll(s.head.q);
     $("yaw").textContent = (yaw * DEG).toFixed(1);
     $("pitch").textContent = (pitch * DEG).toFixed(1);
