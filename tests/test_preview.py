@@ -12,6 +12,7 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from avatar_bridge.arkit import INDEX
+from avatar_bridge.bus.sockets import control_request
 from avatar_bridge.takes.format import TakeHeader, TakeWriter
 from avatar_bridge.types import FaceState
 from conftest import cli, free_port, hermetic_env, start_daemon, stop, wait_for
@@ -132,7 +133,9 @@ def test_head_jaw_follows_the_bus_while_a_take_replays(page, jaw_take, tmp_path)
             samples.append(js(page, "[preview.morph('jawOpen'), preview.drawn.frame, preview.drawn.bs[%d]]"
                               % INDEX["jawOpen"]))
             time.sleep(0.05)
-        page.screenshot(path=str(tmp_path / "jaw.png"))
+        page.screenshot(path=str(tmp_path / "jaw.png"))   # mid-expression: the jaw half open
+        stop(replay)
+        page.locator("#banner-gone").wait_for(state="visible", timeout=10000)
     finally:
         out = stop(preview) + stop(replay)
     influences = [m for m, _, _ in samples]
@@ -141,3 +144,60 @@ def test_head_jaw_follows_the_bus_while_a_take_replays(page, jaw_take, tmp_path)
         assert abs(bus_value - jaw_at(frame)) < 1e-4, "the page received the take's value for that frame"
         assert abs(influence - bus_value) < 1e-3, f"the head shows frame {frame}'s jaw: {influence} vs {bus_value}"
     assert "preview on" in out, out
+
+
+def test_controls_reach_the_daemon_and_the_camera_view_appears_only_when_switched_on(page, tmp_path):
+    daemon = PreviewDaemon("--loop").start()
+    try:
+        open_preview(page, daemon.url)
+        wait_for(lambda: js(page, "preview.statesDrawn > 5 && preview.signal !== null"), timeout=30)
+
+        page.click("#calibrate-neutral")
+        state = wait_for(lambda: control_request({"cmd": "calibrate.status"}, daemon.control)["state"] or None)
+        assert state in ("collecting", "done"), "the click started a calibration in the daemon"
+        page.locator("#calibrate-msg").filter(has_text="calibrat").wait_for(timeout=10000)
+
+        page.fill("#smooth-mouth-min_cutoff", "800")      # log slider: 0.05 * 100 ** 0.8 Hz
+        expected = round(0.05 * 100 ** 0.8, 3)
+        wait_for(lambda: control_request({"cmd": "signal.get"}, daemon.control)["filter"]["mouth"]["min_cutoff"]
+                 == pytest.approx(expected), timeout=10)
+        page.check("#mirror")
+        wait_for(lambda: control_request({"cmd": "status"}, daemon.control)["signal"]["mirror"] is True, timeout=10)
+
+        time.sleep(0.5)
+        assert page.locator("#camera-box").is_hidden() and js(page, "preview.cameraFrames") == 0, \
+            "no camera frame reaches the page while the view is off"
+        page.check("#camera-toggle")
+        wait_for(lambda: js(page, "preview.cameraFrames") >= 3, timeout=20)
+        assert page.locator("#camera-box").is_visible()
+        assert js(page, "preview.camera.landmarks") == 478
+        green = js(page, """(() => { const c = document.getElementById('camera');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0, other = 0;
+            for (let i = 0; i < d.length; i += 4) {
+              if (d[i] < 60 && d[i + 1] > 200 && d[i + 2] < 140) n++; else if (d[i] + d[i + 1] + d[i + 2] > 60) other++; }
+            return [n, other]; })()""")
+        assert green[0] > 300 and green[1] > 10000, f"an image with landmark dots drawn on it: {green}"
+        page.screenshot(path=str(tmp_path / "preview.png"))
+        page.uncheck("#camera-toggle")
+        frames = js(page, "preview.cameraFrames")
+        time.sleep(0.6)
+        assert js(page, "preview.cameraFrames") == frames and page.locator("#camera-box").is_hidden()
+    finally:
+        daemon.stop()
+
+
+def test_stopping_the_daemon_shows_the_banner_and_a_restart_resumes_without_a_reload(page):
+    daemon = PreviewDaemon("--loop").start()
+    try:
+        open_preview(page, daemon.url)
+        wait_for(lambda: js(page, "preview.statesDrawn") > 5, timeout=30)
+        js(page, "(window.notReloaded = true)")
+        daemon.stop()
+        page.locator("#banner-gone").wait_for(state="visible", timeout=10000)
+        drawn = js(page, "preview.statesDrawn")
+        daemon.start()
+        page.locator("#banner-gone").wait_for(state="hidden", timeout=60000)
+        wait_for(lambda: js(page, "preview.statesDrawn") > drawn + 5, timeout=30)
+        assert js(page, "window.notReloaded") is True, "the same page went on, it was not reloaded"
+    finally:
+        daemon.stop()
