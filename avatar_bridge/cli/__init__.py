@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "avatar_bridge.cli.take_commands",
     "avatar_bridge.cli.bridge_commands",
     "avatar_bridge.cli.calibrate_commands",
+    "avatar_bridge.cli.preview_commands",
 ]
 
 

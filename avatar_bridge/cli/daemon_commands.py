@@ -20,6 +20,8 @@ from avatar_bridge.conventions import head_yaw_pitch_roll
 from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
                                       LINK_BLINKS_OPTION, MIRROR_OPTION, PROFILE_OPTION, SMOOTHING_OPTION,
                                       console, err_console, fail, signal_overrides, user_errors)
+from avatar_bridge.cli.preview_commands import (NO_BROWSER_OPTION, PREVIEW_HOST_OPTION, PREVIEW_OPTION,
+                                               PREVIEW_PORT_OPTION, PreviewConfig, start_preview)
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
 from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
 from avatar_bridge.runtime.pipeline import EstimatorError
@@ -59,6 +61,10 @@ def run(
     control: str = CONTROL_OPTION,
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [source], [bus], [pipeline] tables."),
+    preview: bool = PREVIEW_OPTION,
+    preview_host: str = PREVIEW_HOST_OPTION,
+    preview_port: int = PREVIEW_PORT_OPTION,
+    no_browser: bool = NO_BROWSER_OPTION,
 ) -> None:
     """Track a face and stream its blendshapes, head pose and gaze onto the bus until Ctrl-C."""
     overrides = {
@@ -86,12 +92,19 @@ def run(
     saved = profile_path(daemon.chain.profile.name, Path(cfg.profile_dir) if cfg.profile_dir else default_profile_dir())
     console.print(f"calibration profile: {daemon.chain.profile.name} " + (f"({saved})" if saved.is_file() else
                   "(none saved: raw values; `avatar-bridge calibrate` makes one)"), highlight=False, soft_wrap=True)
+    page = start_preview(PreviewConfig(host=preview_host, port=preview_port, bus_endpoint=cfg.bus.pub_endpoint,
+                                       control_endpoint=cfg.bus.control_endpoint),
+                         not no_browser, cleanup=daemon.close) if preview else None
     line = StatusLine()
     daemon.status_listeners.append(line.update)
-    with Live(console=console, auto_refresh=False, transient=False) if console.is_terminal else _Null() as live:
-        line.live = live if console.is_terminal else None
-        daemon.run_forever()
-        line.update(daemon.status(), final=True)
+    try:
+        with Live(console=console, auto_refresh=False, transient=False) if console.is_terminal else _Null() as live:
+            line.live = live if console.is_terminal else None
+            daemon.run_forever()
+            line.update(daemon.status(), final=True)
+    finally:
+        if page is not None:
+            page.stop()
     console.print(f"stopped after {daemon.bus.seq} frames")
 
 

@@ -23,6 +23,8 @@ from avatar_bridge import __version__
 from avatar_bridge.adapters.runner import AdapterThread, build_adapters
 from avatar_bridge.bus.sockets import BusConfig, BusPublisher, ControlServer, local_endpoint
 from avatar_bridge.signal.calibration import calibration_handlers
+from avatar_bridge.signal.tuning import signal_settings, tuning_handlers
+from avatar_bridge.runtime.camera_view import CameraView, CameraViewConfig
 from avatar_bridge.runtime.pipeline import Pipeline, PipelineConfig
 from avatar_bridge.signal.profile import default_profile_dir, load_or_default
 from avatar_bridge.takes.recorder import RecordingControl
@@ -120,10 +122,11 @@ class Daemon:
             self.recording = RecordingControl(local_endpoint(config.bus.pub_endpoint), header_provider=lambda: {
                 "source": config.source.spec, "fps": getattr(self.source, "fps", 30.0),
                 "profile": self.chain.profile.to_toml_dict()})
+            self.camera_view = CameraView(CameraViewConfig(), config.bus.control_endpoint)
             # Control requests are served from the frame loop's thread: the chain is not thread-safe.
             handlers = {"status": lambda req: self.status(), "ping": lambda req: {"pong": True},
                         **calibration_handlers(self.chain, profile_dir, self.chain.profile.name),
-                        **self.recording.handlers()}
+                        **self.recording.handlers(), **tuning_handlers(self.chain), **self.camera_view.handlers()}
             handlers.update(control_handlers or {})
             self.control = ControlServer(config.bus, handlers)
             undo.callback(self.control.close)
@@ -138,7 +141,8 @@ class Daemon:
         self.faces = 0
         self.status_providers: dict[str, Callable[[], dict[str, Any]]] = {
             "adapters": lambda: {t.adapter.name: t.stats() for t in self.adapter_threads},
-            "recorder": lambda: self.recording.status({})}
+            "recorder": lambda: self.recording.status({}),
+            "signal": lambda: signal_settings(self.chain)}
         # Called with each status map on the frame loop's thread (the CLI's live status line).
         self.status_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.started = time.monotonic()
@@ -168,7 +172,7 @@ class Daemon:
             "source": self.config.source.spec,
             "estimator": self.pipeline.estimator.name,
             "profile": self.chain.profile.name,
-            "smoothing": self.config.signal.smoothing,
+            "smoothing": self.chain.config.smoothing,   # signal.set may have changed it
             "calibration": self.config.signal.calibration,
             "uptime_s": time.monotonic() - self.started,
             "fps": self.stats.fps(),
@@ -231,6 +235,7 @@ class Daemon:
         self.bus.publish_face(state)
         timings["publish"] = (time.perf_counter() - t1) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
+        self.camera_view.keep(frame, self.pipeline.last_observation)
         self.faces += int(state.face_present)
         self.stats.add(timings)
         self.stats.publish_times.append(time.monotonic())

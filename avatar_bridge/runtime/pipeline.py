@@ -12,7 +12,7 @@ from typing import Protocol
 
 from avatar_bridge.estimators.base import Estimator
 from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
-from avatar_bridge.types import FaceState, Frame
+from avatar_bridge.types import FaceObservation, FaceState, Frame
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class Pipeline:
     tracker: FaceTracker
     estimator: Estimator
     chain: Stage | None = None
+    last_observation: FaceObservation | None = None    # of the last frame processed (the camera view)
 
     @classmethod
     def create(cls, config: PipelineConfig, chain: Stage | None = None) -> "Pipeline":
@@ -83,7 +84,7 @@ class Pipeline:
     def process(self, frame: Frame) -> tuple[FaceState, dict[str, float]]:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        observation = self.tracker.track(frame)
+        observation = self.last_observation = self.tracker.track(frame)
         t1 = time.perf_counter()
         timings["tracking"] = (t1 - t0) * 1000
         if observation is None:
