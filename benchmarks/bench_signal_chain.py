@@ -137,7 +137,7 @@ def measure(config: SignalChainConfig, what: tuple, held: float, noise: float, s
 def table(config: SignalChainConfig) -> str:
     off = replace(config, smoothing=False)
     lines = [f"{'signal':24s} {'noise':>7s} {'step':>6s} | {'jitter raw':>10s} {'filtered':>9s} {'drop':>6s} | "
-             f"{'lag raw':>7s} {'filtered':>8s} {'ramp/slow/small':>15s} | params (min_cutoff Hz, beta, d_cutoff Hz)"]
+             f"{'lag raw':>7s} {'filtered':>8s} {'ramp/slow/small':>15s} | params (min_cutoff Hz, beta, d_cutoff Hz, snap)"]
     lines.append("-" * len(lines[0]))
     for label, group, what, held, noise, step, scale, unit in SIGNALS:
         raw, filt = measure(off, what, held, noise, step), measure(config, what, held, noise, step)
@@ -146,7 +146,7 @@ def table(config: SignalChainConfig) -> str:
         lines.append(
             f"{label:24s} {noise * scale:7.3g} {step * scale:6.3g} | {raw['jitter'] * scale:10.4f} "
             f"{filt['jitter'] * scale:9.4f} {raw['jitter'] / filt['jitter']:5.1f}x | {raw['lag']:5d} fr {lag:>8s} {'/'.join(str(x) for x in filt['lags'][1:]):>15s} | "
-            f"{p.min_cutoff:g}, {p.beta:g}, {p.d_cutoff:g} {unit}")
+            f"{p.min_cutoff:g}, {p.beta:g}, {p.d_cutoff:g}{f', snap {p.snap:g}' if p.snap else ''} {unit}")
         if filt["blink"] is not None:
             lines.append(f"{'  3-frame blink peak':24s} {'':7s} {'1.0':>6s} | raw {raw['blink']:.3f}, "
                          f"filtered {filt['blink']:.3f} (must be > 0.8)")
@@ -205,7 +205,7 @@ def _grid_measure(grid: list[FilterParams], what: tuple, held: float, noise: flo
 
     def filt(seeds: int) -> OneEuroFilter:
         rep = lambda k: np.repeat([getattr(p, k) for p in grid], seeds)  # noqa: E731
-        return OneEuroFilter(g * seeds, rep("min_cutoff"), rep("beta"), rep("d_cutoff"))
+        return OneEuroFilter(g * seeds, rep("min_cutoff"), rep("beta"), rep("d_cutoff"), rep("snap"))
 
     rng = np.random.default_rng(0)
     f, ys = filt(SEEDS), []

@@ -59,10 +59,11 @@ def next_faces(bus: str, n: int) -> list[dict]:
 def test_signal_set_changes_a_groups_smoothing_and_status_reports_it(running):
     bus, control = running
     before = ask(control, cmd="signal.get")
-    assert before["ok"] and before["filter"]["mouth"]["min_cutoff"] == pytest.approx(0.6)
+    assert before["ok"] and before["filter"]["mouth"]["min_cutoff"] == pytest.approx(SignalChainConfig().mouth.min_cutoff)
     reply = ask(control, cmd="signal.set", smoothing=True, filter={"mouth": {"min_cutoff": 2.5, "beta": 7.0}})
     assert reply["ok"] and reply["smoothing"] is True
-    assert reply["filter"]["mouth"] == {"min_cutoff": 2.5, "beta": 7.0, "d_cutoff": 0.5}
+    assert reply["filter"]["mouth"] == {"min_cutoff": 2.5, "beta": 7.0, "d_cutoff": SignalChainConfig().mouth.d_cutoff,
+                                        "snap": SignalChainConfig().mouth.snap}
     assert reply["filter"]["eyes"] == before["filter"]["eyes"], "other groups are untouched"
     status = ask(control, cmd="status")
     assert status["smoothing"] is True and status["signal"]["filter"]["mouth"]["min_cutoff"] == 2.5

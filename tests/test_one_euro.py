@@ -86,3 +86,16 @@ def test_duplicate_timestamp_keeps_the_last_output_and_reset_forgets():
 def test_rejects_parameters_that_would_divide_by_zero():
     with pytest.raises(ValueError, match="min_cutoff"):
         OneEuroFilter(3, np.array([1.0, 0.0, 1.0]))
+
+
+def test_snap_passes_a_blink_sized_jump_at_once_but_still_smooths_jitter():
+    rng = np.random.default_rng(1)
+    f = OneEuroFilter(1, min_cutoff=0.3, beta=1.0, snap=0.25)
+    noisy = 0.1 + rng.normal(0, 0.02, 90)
+    out = [f(np.array([x]), i / 30)[0] for i, x in enumerate(noisy)]
+    assert np.std(out[30:]) < np.std(noisy[30:]) / 2   # jitter (a few hundredths) stays filtered
+    assert f(np.array([0.95]), 90 / 30)[0] == pytest.approx(0.95)   # a blink's first frame: full depth
+    plain = OneEuroFilter(1, min_cutoff=0.3, beta=1.0)
+    for i, x in enumerate(noisy):
+        plain(np.array([x]), i / 30)
+    assert plain(np.array([0.95]), 90 / 30)[0] < 0.6   # without the snap it lags behind

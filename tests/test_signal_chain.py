@@ -17,6 +17,7 @@ from avatar_bridge.cli import calibrate_commands
 from avatar_bridge.signal.mirror import mirror_face_state
 from avatar_bridge.signal.one_euro import OneEuroFilter
 from avatar_bridge.signal.profile import Profile, load_profile
+from avatar_bridge.signal.auto_neutral import AutoNeutralConfig
 from avatar_bridge.signal.chain import (FilterParams, SignalChain, SignalChainConfig, blendshape_group,
                                         gaze_from_eye_look)
 from avatar_bridge.types import FaceState
@@ -24,6 +25,12 @@ from conftest import free_port
 from test_one_euro import ScalarOneEuro
 
 FPS = 30.0
+
+
+def stage_config(**kw) -> SignalChainConfig:
+    """The chain with auto-neutral off: these tests feed held synthetic values and check the other
+    stages; auto-neutral (which would take a held value as the face's rest) has its own tests."""
+    return SignalChainConfig(auto_neutral=AutoNeutralConfig(enabled=False), **kw)
 JAW, BLINK_L, BLINK_R = INDEX["jawOpen"], INDEX["eyeBlinkLeft"], INDEX["eyeBlinkRight"]
 GROUP_SHAPE = {"eyes": "eyeBlinkLeft", "gaze": "eyeLookOutLeft", "brows": "browInnerUp", "mouth": "jawOpen"}
 
@@ -40,7 +47,10 @@ def no_face(i: int) -> FaceState:
 
 
 def frames_to_90(p: FilterParams, step: float) -> int:
-    """Frames after the step's own frame until the paper's filter with ``p`` reaches 90 % of it (raw: 0)."""
+    """Frames after the step's own frame until the paper's filter with ``p`` reaches 90 % of it (raw: 0).
+    A step larger than ``p.snap`` passes unfiltered (the One Euro snap), so it takes no frames."""
+    if 0 < p.snap < step:
+        return 0
     f = ScalarOneEuro(p.min_cutoff, p.beta, p.d_cutoff)
     f(0.0, 0.0)
     return next(k for k in range(300) if f(step, (k + 1) / FPS) >= 0.9 * step)
@@ -69,7 +79,7 @@ def _jitter_and_step(chain: SignalChain, shape: str, noise: float) -> tuple[floa
 
 
 def test_noisy_constant_input_jitters_5x_less_while_a_step_reaches_90_percent_within_n_frames():
-    chain = SignalChain(SignalChainConfig(mouth=STEADY))
+    chain = SignalChain(stage_config(mouth=STEADY))
     drop, frames = _jitter_and_step(chain, "jawOpen", noise=0.01)
     # Bound from the parameters: with beta = 0 the filter is an EMA whose std ratio is
     # sqrt(a / (2 - a)); the speed term can only raise the cutoff, so 5x needs that bound >= 5.
@@ -81,16 +91,18 @@ def test_noisy_constant_input_jitters_5x_less_while_a_step_reaches_90_percent_wi
 
 @pytest.mark.parametrize("group", list(GROUP_SHAPE))
 def test_default_tuning_cuts_jitter_and_keeps_a_full_step_within_three_frames(group):
-    chain = SignalChain(SignalChainConfig())
+    chain = SignalChain(stage_config())
     drop, frames = _jitter_and_step(chain, GROUP_SHAPE[group], noise=0.03)
-    assert drop >= 2.2  # benchmark: 2.7-4.3x at this noise; the defaults favour lag (docs/signal_chain.md)
+    # benchmark: 2.4-3.5x at this noise; the defaults favour lag (docs/signal_chain.md). The mouth's
+    # high beta lets real jaw opens through unchanged at the price of ~1.7x here (2.4x at 0.01 noise).
+    assert drop >= (1.5 if group == "mouth" else 2.2)
     assert frames == frames_to_90(chain.filter_params(group), 1.0) <= 3
 
 
 def test_a_three_frame_blink_still_closes_the_eye():
     for seed in range(5):
         rng = np.random.default_rng(seed)
-        chain = SignalChain(SignalChainConfig())
+        chain = SignalChain(stage_config())
         peak = 0.0
         for i in range(40):
             bs = np.clip(rng.normal(0.05, 0.02, 52), 0, 1)
@@ -110,7 +122,7 @@ def _neutral_bs(rng) -> np.ndarray:
 
 def test_calibrating_on_a_neutral_segment_zeroes_it_but_an_open_mouth_stays_high():
     rng = np.random.default_rng(0)
-    chain = SignalChain(SignalChainConfig())
+    chain = SignalChain(stage_config())
     done = []
     assert chain.calibrator.begin("neutral", 2.0, on_done=done.append)["state"] == "collecting"
     i = 0
@@ -138,7 +150,7 @@ def test_calibrating_on_a_neutral_segment_zeroes_it_but_an_open_mouth_stays_high
 
 
 def test_range_calibration_lets_a_shape_reach_one():
-    chain = SignalChain(SignalChainConfig(smoothing=False))
+    chain = SignalChain(stage_config(smoothing=False))
     chain.calibrator.begin("range", 1.0)
     for i in range(40):
         bs = np.zeros(52, np.float32)
@@ -151,7 +163,7 @@ def test_range_calibration_lets_a_shape_reach_one():
 
 
 def test_calibration_without_a_face_fails_with_a_reason():
-    chain = SignalChain()
+    chain = SignalChain(stage_config())
     chain.calibrator.begin("neutral", 1.0)
     for i in range(40):
         chain.process(no_face(i))
@@ -161,7 +173,7 @@ def test_calibration_without_a_face_fails_with_a_reason():
 
 
 def test_face_lost_for_two_seconds_holds_then_eases_to_neutral_and_the_return_is_picked_up():
-    cfg = SignalChainConfig(hold_s=0.5, ease_s=1.0)
+    cfg = stage_config(hold_s=0.5, ease_s=1.0)
     chain = SignalChain(cfg)
     bs = np.zeros(52, np.float32)
     bs[JAW] = 0.8
@@ -189,7 +201,7 @@ def test_face_lost_for_two_seconds_holds_then_eases_to_neutral_and_the_return_is
 
 
 def test_a_brief_dropout_shows_the_last_face_and_resumes_without_a_jump():
-    chain = SignalChain()
+    chain = SignalChain(stage_config())
     bs = np.full(52, 0.3, np.float32)
     for i in range(30):
         a = chain.process(face(i, bs))
@@ -200,7 +212,7 @@ def test_a_brief_dropout_shows_the_last_face_and_resumes_without_a_jump():
 
 
 def test_quaternion_sign_flips_do_not_make_the_head_spin():
-    chain = SignalChain()
+    chain = SignalChain(stage_config())
     q = np.array([0.1, 0.3, 0.05, 0.0])
     q[3] = math.sqrt(1 - np.sum(q[:3] ** 2))
     for i in range(20):
@@ -241,13 +253,13 @@ def test_mirror_swaps_every_left_right_pair_and_flips_yaw_and_roll():
 def test_mirror_switch_in_the_chain():
     bs = np.zeros(52, np.float32)
     bs[BLINK_L] = 1.0
-    out = SignalChain(SignalChainConfig(mirror=True)).process(face(0, bs, gaze_left=(0.3, 0.0)))
+    out = SignalChain(stage_config(mirror=True)).process(face(0, bs, gaze_left=(0.3, 0.0)))
     assert out.blendshape("eyeBlinkRight") == 1.0 and out.blendshape("eyeBlinkLeft") == 0.0
     assert out.gaze_right == pytest.approx((-0.3, 0.0))
 
 
 def test_linked_blinks_close_together_but_a_wink_stays_a_wink():
-    chain = SignalChain(SignalChainConfig(link_blinks=True, smoothing=False))
+    chain = SignalChain(stage_config(link_blinks=True, smoothing=False))
     bs = np.zeros(52, np.float32)
     bs[BLINK_L], bs[BLINK_R] = 0.9, 0.6
     out = chain.process(face(0, bs))
@@ -260,7 +272,7 @@ def test_linked_blinks_close_together_but_a_wink_stays_a_wink():
 def test_smoothing_and_calibration_off_pass_the_face_through_untouched():
     p = Profile()
     p.offset[:] = 0.1
-    chain = SignalChain(SignalChainConfig(smoothing=False, calibration=False), p)
+    chain = SignalChain(stage_config(smoothing=False, calibration=False), p)
     rng = np.random.default_rng(0)
     for i in range(20):
         s = face(i, rng.uniform(0, 1, 52), head_rotation=(0.0, 0.1, 0.0, math.sqrt(0.99)), gaze_left=(0.1, 0.2))
@@ -268,22 +280,22 @@ def test_smoothing_and_calibration_off_pass_the_face_through_untouched():
         np.testing.assert_array_equal(out.blendshapes, s.blendshapes)
         assert (out.head_rotation, out.gaze_left, out.face_present) == (s.head_rotation, s.gaze_left, True)
     # each switch alone turns off only its own step
-    only_cal = SignalChain(SignalChainConfig(smoothing=False), p).process(face(0, np.full(52, 0.55)))
+    only_cal = SignalChain(stage_config(smoothing=False), p).process(face(0, np.full(52, 0.55)))
     np.testing.assert_allclose(only_cal.blendshapes, 0.5, atol=1e-6)
 
 
 def test_profile_filter_overrides_and_groups():
     p = Profile(filter={"mouth": {"beta": 9.0}})
-    chain = SignalChain(SignalChainConfig(), p)
+    chain = SignalChain(stage_config(), p)
     assert chain.filter_params("mouth").beta == 9.0
-    assert chain.filter_params("mouth").min_cutoff == SignalChainConfig().mouth.min_cutoff
+    assert chain.filter_params("mouth").min_cutoff == stage_config().mouth.min_cutoff
     assert [blendshape_group(n) for n in ("eyeBlinkLeft", "eyeLookUpRight", "browDownLeft", "tongueOut")] == \
         ["eyes", "gaze", "brows", "mouth"]
 
 
 def test_calibrate_command_drives_the_daemon_and_saves_the_profile(tmp_path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    chain = SignalChain(SignalChainConfig())
+    chain = SignalChain(stage_config())
     server = ControlServer(BusConfig(control_endpoint=endpoint),
                            calibration.calibration_handlers(chain, tmp_path, "default"))
     stop = threading.Event()

@@ -23,6 +23,10 @@ further; brows and lips move little of their range in ordinary expression). An e
 when its detector fires at some frame from ``start - 2`` to ``end + 2`` (two frames of slack for
 by-eye labels). A *false fire* is a labelled neutral frame on which any detector reaches its level.
 Head turns are not scored here.
+Signal check (``--signal``): each estimator also runs with smoothing off; on the eyes it reports
+the still-face jitter drop (frame-to-frame std of eyeBlink over the labelled neutral ranges, over
+sqrt 2: the shimmer a user sees, not slow drift; smoothing off over on) and, per blink, the peak of both eyes' blink after the chain over the peak with
+smoothing off (what the filter costs a real blink).
 Agreement: per shape, Pearson r with the peer over the frames where both found a face, clips pooled;
 the mean over shapes the peer moves (std > 0.05).
 """
@@ -199,6 +203,35 @@ def score_clip(clip: Clip, bs: np.ndarray) -> Score:
     return s
 
 
+def signal_check(clips: list[Clip], smoothed: list[np.ndarray], unsmoothed: list[np.ndarray]) -> dict:
+    """Eye jitter drop on neutral frames and blink peaks kept by the chain (module docstring)."""
+    eyes = [INDEX["eyeBlinkLeft"], INDEX["eyeBlinkRight"]]
+    dev = {"on": [], "off": []}
+    kept, deep_off, deep_on = [], 0, 0
+    for clip, on, off in zip(clips, smoothed, unsmoothed):
+        for a, b in clip.labels.get("neutral", []):
+            for key, bs in (("on", on), ("off", off)):
+                seg = bs[a:b + 1, eyes]
+                seg = seg[~np.isnan(seg).any(1)]
+                if len(seg) > 2:
+                    dev[key].append(np.diff(seg, axis=0) / np.sqrt(2))
+        for ev in clip.labels.get("events", []):
+            if ev["type"] == "blink":
+                lo, hi = max(0, ev["start"] - SLACK_FRAMES), ev["end"] + SLACK_FRAMES + 1
+                p_on = np.nan_to_num(detector_values(on[lo:hi])["blink"]).max()
+                p_off = np.nan_to_num(detector_values(off[lo:hi])["blink"]).max()
+                if p_off > 0.1:
+                    kept.append(p_on / p_off)
+                deep_off += p_off > 0.8
+                deep_on += p_on > 0.8
+    std = {k: float(np.concatenate(v).std()) if v else float("nan") for k, v in dev.items()}
+    return {"eye_jitter_off": std["off"], "eye_jitter_on": std["on"],
+            "eye_jitter_drop": std["off"] / max(std["on"], 1e-9),
+            "blink_peak_kept_median": float(np.median(kept)) if kept else float("nan"),
+            "blink_peak_kept_min": float(np.min(kept)) if kept else float("nan"),
+            "blinks_above_0.8": [int(deep_on), int(deep_off)]}
+
+
 def agreement(series: list[np.ndarray], peer: list[np.ndarray]) -> dict[str, float]:
     """Per-shape Pearson r with the peer (frames where both have a face, clips pooled)."""
     a, b = np.concatenate(series), np.concatenate(peer)
@@ -214,11 +247,12 @@ def agreement(series: list[np.ndarray], peer: list[np.ndarray]) -> dict[str, flo
 
 
 def evaluate(clips: list[Clip], estimators: list[str], smoothing: bool, peers: tuple[str, ...] = PEERS,
-             model_paths: dict[str, str] | None = None, progress: bool = True) -> dict:
+             model_paths: dict[str, str] | None = None, progress: bool = True, signal: bool = False) -> dict:
     """Run everything and score it; returns {"estimators": {name: {...}}, "clips": n, "frames": n}."""
     from rich.progress import Progress
 
     series: dict[str, list[np.ndarray]] = {n: [] for n in (*estimators, *peers)}
+    unsmoothed: dict[str, list[np.ndarray]] = {n: [] for n in estimators}
     teacher = None
     if "teacher" in peers:
         from training.teacher import Teacher
@@ -229,6 +263,8 @@ def evaluate(clips: list[Clip], estimators: list[str], smoothing: bool, peers: t
             track(clip)
             for name in estimators:
                 series[name].append(run_estimator(name, clip, smoothing, (model_paths or {}).get(name)))
+                if signal:
+                    unsmoothed[name].append(run_estimator(name, clip, False, (model_paths or {}).get(name)))
             if teacher is not None:
                 series["teacher"].append(run_teacher(teacher, clip))
             if "mediapipe" in peers:
@@ -251,6 +287,8 @@ def evaluate(clips: list[Clip], estimators: list[str], smoothing: bool, peers: t
             r = agreement(per_clip, series["mediapipe"])
             entry["r_with_peer"] = r
             entry["mean_r_with_peer"] = float(np.mean(list(r.values()))) if r else float("nan")
+        if signal and name in unsmoothed:
+            entry["signal"] = signal_check(clips, per_clip, unsmoothed[name])
         results[name] = entry
     return {"estimators": results, "clips": len(clips), "frames": sum(len(c.frames) for c in clips),
             "smoothing": smoothing, "series": series}
@@ -287,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoothing", choices=("on", "off"), default="on")
     p.add_argument("--clips", default="", help="comma-separated clip file names (default: all)")
     p.add_argument("--misses", action="store_true", help="list every missed event with its peak value")
+    p.add_argument("--signal", action="store_true",
+                   help="also run each estimator with smoothing off: eye jitter drop and blink peaks kept")
     p.add_argument("--json", type=Path, help="also write the full report here")
     a = p.parse_args(argv)
     if not (a.data / "labels.json").exists():
@@ -296,16 +336,26 @@ def main(argv: list[str] | None = None) -> int:
     models = dict(m.split("=", 1) for m in a.model)
     clips = load_clips(a.data, [c for c in a.clips.split(",") if c] or None)
     report = evaluate(clips, [e for e in a.estimators.split(",") if e], a.smoothing == "on",
-                      () if a.no_peers else PEERS, models, progress=sys.stderr.isatty())
+                      () if a.no_peers else PEERS, models, progress=sys.stderr.isatty(),
+                      signal=a.signal and a.smoothing == "on")
     report.pop("series")
     print_table(report)
     if a.misses:
         for name, e in report["estimators"].items():
             for m in e["misses"]:
                 print(f"miss  {name:10s} {m}")
+    for name, e in report["estimators"].items():
+        if "signal" in e:
+            g = e["signal"]
+            print(f"signal {name:10s} still-face eye jitter {g['eye_jitter_off']:.4f} -> {g['eye_jitter_on']:.4f} "
+                  f"({g['eye_jitter_drop']:.1f}x less); blink peak kept: median {g['blink_peak_kept_median']:.2f}, "
+                  f"min {g['blink_peak_kept_min']:.2f}; blinks above 0.8: {g['blinks_above_0.8'][0]} "
+                  f"with smoothing, {g['blinks_above_0.8'][1]} without")
     summary = {n: {k: e[k] for k in ("caught", "events", "hit_rate", "by_type", "false_fire_frames",
                                      "neutral_frames") if k in e}
                | ({"mean_r_with_peer": round(e["mean_r_with_peer"], 3)} if "mean_r_with_peer" in e else {})
+               | ({"signal": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e["signal"].items()}}
+                  if "signal" in e else {})
                for n, e in report["estimators"].items()}
     print(json.dumps({"real_faces": summary, "smoothing": a.smoothing, "frames": report["frames"]}))
     if a.json:

@@ -2,6 +2,9 @@
 
 Per present frame, in this order:
 
+0. auto-neutral — the performer's resting reading learnt from the stream and taken off
+   (signal/auto_neutral.py), only while the profile has no recorded neutral: the stand-in for a
+   neutral calibration until one is saved.
 1. calibration — the profile's offset/range/deadzone/gamma/gain/clamp. First, because a profile
    is recorded on the raw estimator output of the performer's own (unmirrored) Left/Right, and
    because it puts every performer on the same 0..1 scale, so one set of filter parameters fits all.
@@ -31,6 +34,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
+from avatar_bridge.signal.auto_neutral import AutoNeutral, AutoNeutralConfig
 from avatar_bridge.signal.calibration import Calibrator
 from avatar_bridge.signal.mirror import mirror_face_state
 from avatar_bridge.signal.one_euro import OneEuroFilter
@@ -72,11 +76,13 @@ def blendshape_group(name: str) -> str:
 @dataclass(frozen=True)
 class FilterParams:
     """One Euro parameters for a group: ``min_cutoff`` Hz (jitter at rest), ``beta`` per signal
-    unit (lag on fast moves), ``d_cutoff`` Hz (smoothing of the speed estimate)."""
+    unit (lag on fast moves), ``d_cutoff`` Hz (smoothing of the speed estimate), ``snap`` (a jump
+    larger than this passes unfiltered; 0 = off; see signal/one_euro.py)."""
 
     min_cutoff: float
     beta: float
     d_cutoff: float = 1.0
+    snap: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -92,14 +98,18 @@ class SignalChainConfig:
     wink_threshold: float = 0.5
     hold_s: float = 0.5     # after the face is lost, keep showing the last state this long ...
     ease_s: float = 1.0     # ... then ease to neutral over this long
+    auto_neutral: AutoNeutralConfig = AutoNeutralConfig()
     # Units: blendshapes 0..1, gaze radians, head quaternion components (~ half the angle in
     # radians) and position in decimetres; beta is per unit/second of each.
-    # Chosen by `benchmarks/bench_signal_chain.py --search`: least jitter with lag <= 2 frames
-    # (eyes; and a 3-frame blink peaking > 0.85), 3 (gaze, mouth), 4 (brows, head) at 30 fps.
-    eyes: FilterParams = FilterParams(min_cutoff=0.6, beta=3.0, d_cutoff=0.5)
+    # gaze, brows, head: `benchmarks/bench_signal_chain.py --search`, least jitter with lag <= 3
+    # (gaze) and 4 (brows, head) frames at 30 fps. eyes and mouth: chosen on the real-face dev set
+    # (`python -m training.evaluate_real`): the old eyes (0.6, 3.0) halved real blinks' peaks, so the
+    # eyes now filter hard at rest and snap past a blink-sized jump (real still-face jitter drops
+    # ~3x, a 3-frame blink keeps its full depth); the mouth's high beta lets real jaw opens through.
+    eyes: FilterParams = FilterParams(min_cutoff=0.3, beta=1.0, d_cutoff=1.0, snap=0.25)
     gaze: FilterParams = FilterParams(min_cutoff=0.4, beta=5.0, d_cutoff=0.5)
     brows: FilterParams = FilterParams(min_cutoff=0.2, beta=2.0, d_cutoff=0.5)
-    mouth: FilterParams = FilterParams(min_cutoff=0.6, beta=3.0, d_cutoff=0.5)
+    mouth: FilterParams = FilterParams(min_cutoff=0.3, beta=10.0, d_cutoff=1.0)
     head: FilterParams = FilterParams(min_cutoff=0.2, beta=20.0, d_cutoff=0.5)
 
     def group(self, name: str) -> FilterParams:
@@ -176,6 +186,7 @@ class SignalChain:
         self._filter = self._make_filter()
         # Calibration watches the raw estimator output and, when it has enough, hands back a profile.
         self.calibrator = Calibrator()
+        self.auto_neutral = AutoNeutral(self.config.auto_neutral)
         self.reset()
 
     # --- public ---------------------------------------------------------------------------------
@@ -200,6 +211,7 @@ class SignalChain:
         self._shown: FaceState | None = None      # last output of any kind (what the avatar shows)
         self._lost_since: float | None = None
         self._t_prev: float | None = None
+        self.auto_neutral.reset()
         self.calibrator.cancel("cancelled by reset")
 
     def process(self, state: FaceState) -> FaceState:
@@ -227,11 +239,14 @@ class SignalChain:
             min_cutoff=np.array([params[g].min_cutoff for g in groups]),
             beta=np.array([params[g].beta for g in groups]),
             d_cutoff=np.array([params[g].d_cutoff for g in groups]),
+            snap=np.array([params[g].snap for g in groups]),
         )
 
     def _present(self, state: FaceState) -> FaceState:
         cfg = self.config
         s = state
+        if cfg.calibration and cfg.auto_neutral.enabled and not self.profile.has_neutral:
+            s = replace(s, blendshapes=self.auto_neutral(s.blendshapes, float(s.t_capture)))
         if cfg.calibration:
             s = replace(s, blendshapes=self.profile.apply(s.blendshapes))
         if cfg.link_blinks:

@@ -20,7 +20,7 @@ from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
 
 N_SHAPES = len(ARKIT_BLENDSHAPES)
 FILTER_GROUPS = ("eyes", "gaze", "brows", "mouth", "head")
-FILTER_KEYS = ("min_cutoff", "beta", "d_cutoff")
+FILTER_KEYS = ("min_cutoff", "beta", "d_cutoff", "snap")
 PROFILE_VERSION = 1
 
 # A shape whose widest value is closer than this to its neutral was not really made during a
@@ -73,6 +73,11 @@ class Profile:
     clamp_hi: np.ndarray = field(default_factory=lambda: _full(1.0))
     # {"mouth": {"min_cutoff": 1.5, "beta": 3.0}, ...}; keys from FILTER_GROUPS / FILTER_KEYS.
     filter: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def has_neutral(self) -> bool:
+        """Whether a neutral face was recorded (any offset set); auto-neutral stands down then."""
+        return bool(np.any(self.offset != 0.0))
 
     def apply(self, blendshapes: np.ndarray) -> np.ndarray:
         """Map raw estimator coefficients (52,) to this performer's calibrated ones."""

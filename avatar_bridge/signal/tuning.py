@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from avatar_bridge.signal.chain import SignalChain
 
 # Accepted ranges per One Euro parameter: wide enough for any tuning, narrow enough to catch a typo.
-FILTER_LIMITS = {"min_cutoff": (0.01, 30.0), "beta": (0.0, 1000.0), "d_cutoff": (0.01, 30.0)}
+FILTER_LIMITS = {"min_cutoff": (0.01, 30.0), "beta": (0.0, 1000.0), "d_cutoff": (0.01, 30.0), "snap": (0.0, 10.0)}
 SWITCHES = ("mirror", "smoothing")
 
 
