@@ -33,14 +33,22 @@ def _closing(closers: list) -> Iterator[None]:
             close()
 
 
+SALVAGE_NOTES = 10   # a crafted file can hold thousands of damaged regions; the first few say enough
+
+
 def load_take(path: Path, salvage: bool = False) -> Take:
     """A take file, or a Live Link Face CSV (by the .csv extension), with salvage notes printed."""
     if path.suffix.lower() == ".csv":
-        return import_csv(path)
-    take = read_take(path, salvage=salvage)
-    for d in take.damage:
-        err_console.print(f"[yellow]salvage:[/] skipped bytes {d.start}-{d.end} of {path.name} ({d.kind}, "
-                          f"after frame {d.after_frame})", highlight=False)
+        take = import_csv(path, salvage=salvage)
+    else:
+        take = read_take(path, salvage=salvage)
+    for d in take.damage[:SALVAGE_NOTES]:
+        what = (f"a row of {path.name}" if d.kind == "row"
+                else f"bytes {d.start}-{d.end} of {path.name} ({d.kind}, after frame {d.after_frame})")
+        err_console.print(f"[yellow]salvage:[/] skipped {what}" + (f": {d.reason}" if d.reason else ""),
+                          highlight=False)
+    if len(take.damage) > SALVAGE_NOTES:
+        err_console.print(f"[yellow]salvage:[/] ... and {len(take.damage) - SALVAGE_NOTES} more", highlight=False)
     if take.damage:
         err_console.print(f"[yellow]salvage:[/] kept {len(take)} good frames", highlight=False)
     return take
@@ -162,6 +170,8 @@ def replay(
     bus: str = BUS_OPTION,
     control: str = CONTROL_OPTION,
     speed: float = typer.Option(1.0, "--speed", help="Playback speed; 2 plays twice as fast."),
+    max_gap: float = typer.Option(10.0, "--max-gap", help="Play a pause longer than this many seconds between "
+                                  "two frames as one frame interval."),
     loop: bool = typer.Option(False, "--loop", help="Start again at the end, until Ctrl-C."),
     start: Optional[str] = typer.Option(None, "--from", help="Start: seconds (2.5 or 2.5s) or a frame (150f)."),
     end: Optional[str] = typer.Option(None, "--to", help="Stop before: seconds or a frame (half-open range)."),
@@ -193,7 +203,7 @@ def replay(
             sinks += [a.send for a in adapters]
             closers += [a.close for a in adapters]
         with user_errors(ReplayError):
-            replayer = Replayer(frames, ReplayConfig(speed=speed, loop=loop), sinks)
+            replayer = Replayer(frames, ReplayConfig(speed=speed, loop=loop, max_gap_s=max_gap), sinks)
         if not no_bus:
             with user_errors(BusError):
                 bus_side = ReplayBus(BusConfig(pub_endpoint=bus, control_endpoint=control),
@@ -202,8 +212,10 @@ def replay(
             replayer.sinks.append(bus_side.publish_face)
         where = ", ".join(([f"bus {bus}"] if bus_side else []) + chosen)
         console.print(f"replaying {len(frames)} frames of [bold]{take.name}[/] "
-                      f"({frames[-1].t - frames[0].t:.1f} s at {speed:g}x{', looped' if loop else ''}) to {where}; "
-                      "Ctrl-C stops")
+                      f"({replayer.duration_s:.1f} s at {speed:g}x{', looped' if loop else ''}) to {where}; "
+                      "Ctrl-C stops" + (f" ({replayer.summary.gaps_shortened} pause(s) over {max_gap:g} s or back "
+                                        "in time played as one frame interval)" if replayer.summary.gaps_shortened
+                                        else ""), highlight=False)
         time.sleep(0.3 if bus_side else 0.0)  # let subscribers that are already waiting connect first
         summary = replayer.run(stop, bus_side.idle if bus_side else None)
     console.print(f"sent {summary.frames_sent} frames in {summary.duration_s:.1f} s"
