@@ -243,6 +243,23 @@ def test_the_record_mark_bomb_gets_one_line_from_every_take_command(tmp_path):
             assert result.exit_code == 0, result.output
 
 
+def test_header_texts_that_look_like_markup_are_shown_as_written(tmp_path):
+    # A valid take whose source is rich markup and matplotlib mathtext: shown literally, never parsed.
+    source = "[/] [bold]$\\frac{$"
+    path = tmp_path / "[red]odd$.abr"
+    with TakeWriter(path, TakeHeader(fps=60.0, source=source)) as w:
+        for i in range(FRAMES):
+            w.write(_state(i), seq=i, t=i / 60)
+    result = run_cli(["inspect", str(path)])
+    assert result.exit_code == 0 and f"source {source}" in result.output and "[red]odd$.abr" in result.output
+    result = run_cli(["plot", str(path), "--out", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    result = run_cli(["replay", str(path), "--to", "abc"])
+    assert_one_line_error(result, "cannot read position 'abc'")
+    result = run_cli(["inspect", str(tmp_path / "[/]missing.abr")])
+    assert_one_line_error(result, "no such take", "[/]missing.abr")
+
+
 @pytest.mark.timeout(120)
 def test_replay_shortens_a_pause_of_years_instead_of_waiting_for_it(tmp_path):
     path = tmp_path / "pause.abr"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
+from rich.markup import escape
 
 from avatar_bridge.cli.common import (stop_on_signals, BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
                                       PROFILE_OPTION, SMOOTHING_OPTION, console, err_console, fail, on_off,
@@ -45,7 +46,7 @@ def load_take(path: Path, salvage: bool = False) -> Take:
     for d in take.damage[:SALVAGE_NOTES]:
         what = (f"a row of {path.name}" if d.kind == "row"
                 else f"bytes {d.start}-{d.end} of {path.name} ({d.kind}, after frame {d.after_frame})")
-        err_console.print(f"[yellow]salvage:[/] skipped {what}" + (f": {d.reason}" if d.reason else ""),
+        err_console.print("[yellow]salvage:[/] " + escape(f"skipped {what}" + (f": {d.reason}" if d.reason else "")),
                           highlight=False)
     if len(take.damage) > SALVAGE_NOTES:
         err_console.print(f"[yellow]salvage:[/] ... and {len(take.damage) - SALVAGE_NOTES} more", highlight=False)
@@ -211,7 +212,7 @@ def replay(
             closers.append(bus_side.close)
             replayer.sinks.append(bus_side.publish_face)
         where = ", ".join(([f"bus {bus}"] if bus_side else []) + chosen)
-        console.print(f"replaying {len(frames)} frames of [bold]{take.name}[/] "
+        console.print(f"replaying {len(frames)} frames of [bold]{escape(take.name)}[/] "
                       f"({replayer.duration_s:.1f} s at {speed:g}x{', looped' if loop else ''}) to {where}; "
                       "Ctrl-C stops" + (f" ({replayer.summary.gaps_shortened} pause(s) over {max_gap:g} s or back "
                                         "in time played as one frame interval)" if replayer.summary.gaps_shortened
@@ -247,6 +248,8 @@ def process(
     from avatar_bridge.tracking.sources import SourceError
 
     smooth, calib = on_off(smoothing, "--smoothing"), on_off(calibration, "--calibration")
+    if not 0 < fps <= 1000:   # also false for nan; an image folder's frame times are index / fps
+        raise fail(f"--fps must be above 0 and at most 1000, got {fps}")
     with user_errors(TakeError, SourceError, EstimatorError, ProfileError, OSError, ProcessInterrupted):
         report = run_process(source, out, fps, estimator, smooth, calib, profile, max_frames, overwrite,
                              csv_config=LiveLinkCsvConfig(tracking_columns=not no_tracking_columns))
@@ -313,17 +316,19 @@ def inspect(
         t = load_take(take, salvage)
     h = t.header
     rate = (len(t) - 1) / t.duration_s if t.duration_s > 0 else 0.0
-    console.print(f"[bold]{take.name}[/]  format v{h.version}  source {h.source or '?'}  started {h.start_time or '?'}")
+    # Header texts come from the file: escaped, so "[/]" in one is shown, not taken for markup.
+    console.print(f"[bold]{escape(take.name)}[/]  format v{h.version}  source {escape(h.source or '?')}  "
+                  f"started {escape(h.start_time or '?')}", highlight=False)
     console.print(f"{len(t)} frames, {t.duration_s:.2f} s, {rate:.1f} fps measured ({h.fps:g} nominal), "
                   f"{int(t.present.sum()) if len(t) else 0} with a face, seq gaps {t.seq_gaps()}", highlight=False)
     if h.profile and not (h.profile.get("shapes") or h.profile.get("filter")):
         # The built-in identity is named "default" too, but no such profile file exists.
         console.print("calibration profile: none (raw values, no profile was saved when this was taken)")
     elif h.profile:
-        console.print(f"calibration profile: {h.profile.get('name', '?')} ({len(h.profile.get('shapes', {}))} "
+        console.print(f"calibration profile: {escape(h.profile.get('name', '?'))} ({len(h.profile.get('shapes', {}))} "
                       "shapes calibrated; its values are stored in the take)", highlight=False)
     if t.end is not None and t.end.get("incomplete"):
-        console.print(f"[yellow]incomplete: {t.end['incomplete']}[/]", highlight=False)
+        console.print(f"[yellow]incomplete: {escape(t.end['incomplete'])}[/]", highlight=False)
     if t.end is None and take.suffix.lower() != ".csv":
         console.print("[yellow]no end record: the writer was stopped abruptly (crash or kill); "
                       "everything up to its last flush is here[/]")
