@@ -111,7 +111,8 @@ def _kind_of(value: Any) -> str:
 def _shown(value: Any) -> str:
     """A value for an error line: short, whatever the file holds."""
     text = repr(value)
-    return f"{_kind_of(value)} {text[:40] + '...' if len(text) > 40 else text}"
+    text = text[:40] + "..." if len(text) > 40 else text
+    return text if isinstance(value, (int, float)) and not isinstance(value, bool) else f"{_kind_of(value)} {text}"
 
 
 def _is_int(value: Any) -> bool:

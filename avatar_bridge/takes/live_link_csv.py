@@ -75,7 +75,7 @@ def format_timecode(seconds: float, fps: int) -> str:
     return f"{h % 24:02d}:{m:02d}:{s:02d}:{frames_ms / 1000:06.3f}"
 
 
-_TIMECODE = re.compile(r"^\s*(\d{1,2}):(\d{1,2}):(\d{1,2}):(\d{1,3}(?:\.\d+)?)\s*$")
+_TIMECODE = re.compile(r"^\s*(\d{1,2}):(\d{1,2}):(\d{1,2}):(\d{1,3}(?:\.\d+)?)\s*$", re.ASCII)
 
 
 def parse_timecode(text: str) -> tuple[int, int, int, float]:
