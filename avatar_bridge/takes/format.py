@@ -91,7 +91,8 @@ class TakeHeader:
                 raise ValueError(f"header field {key!r} is {_shown(m[key])}, not a version number")
         for key in ("format", "source", "start_time", "writer"):
             if key in m and not (isinstance(m[key], str) and len(m[key]) <= MAX_TEXT):
-                raise ValueError(f"header field {key!r} is {_shown(m[key])}, not a text of at most {MAX_TEXT} characters")
+                raise ValueError(f"header field {key!r} is {_shown(m[key])}, not a text of at most {MAX_TEXT} "
+                                 "characters")
         names = m.get("names") or ARKIT_BLENDSHAPES
         if not isinstance(names, (list, tuple)) or len(names) > 1024 or not all(isinstance(n, str) for n in names):
             raise ValueError(f"header field 'names' is {_shown(names)}, not a list of blendshape names")

@@ -176,6 +176,9 @@ def _angles_to_pose(values: dict[str, float], mirrored: bool) -> tuple[tuple, tu
     return q, gaze[0], gaze[1]
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 class _BadCell(ValueError):
     """A malformed row; the text (", column X: ..." or " has N columns ...") follows "line N"."""
 
@@ -192,9 +195,6 @@ def _number(row: list[str], col: int, header: list[str]) -> float:
     return value
 
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
 def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
     """(line number, cells) of every row. The whole file is decoded first, so an encoding error
     names its line; the csv module's own field limit (131,072 characters) stands against a cell
@@ -209,7 +209,8 @@ def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise LiveLinkCsvError(f"{path.name} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at line {line}, "
-                               f"character {column}; Live Link Face writes UTF-8, so re-save the file as UTF-8") from None
+                               f"character {column}; Live Link Face writes UTF-8, so re-save the file as UTF-8"
+                               ) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     rows = []
     try:
