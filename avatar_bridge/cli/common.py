@@ -9,6 +9,7 @@ from typing import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from avatar_bridge.bus.sockets import DEFAULT_CONTROL, DEFAULT_PUB
 
@@ -37,7 +38,8 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
 def fail(message: str) -> typer.Exit:
     """Print one red line (no traceback) and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Escaped: messages quote file contents and names, and "[/]" in one would be a rich markup error.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code=1)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
+from rich.markup import escape
 
 from avatar_bridge.cli.common import (stop_on_signals, BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
                                       PROFILE_OPTION, SMOOTHING_OPTION, console, err_console, fail, on_off,
@@ -33,14 +34,22 @@ def _closing(closers: list) -> Iterator[None]:
             close()
 
 
+SALVAGE_NOTES = 10   # a crafted file can hold thousands of damaged regions; the first few say enough
+
+
 def load_take(path: Path, salvage: bool = False) -> Take:
     """A take file, or a Live Link Face CSV (by the .csv extension), with salvage notes printed."""
     if path.suffix.lower() == ".csv":
-        return import_csv(path)
-    take = read_take(path, salvage=salvage)
-    for d in take.damage:
-        err_console.print(f"[yellow]salvage:[/] skipped bytes {d.start}-{d.end} of {path.name} ({d.kind}, "
-                          f"after frame {d.after_frame})", highlight=False)
+        take = import_csv(path, salvage=salvage)
+    else:
+        take = read_take(path, salvage=salvage)
+    for d in take.damage[:SALVAGE_NOTES]:
+        what = (f"a row of {path.name}" if d.kind == "row"
+                else f"bytes {d.start}-{d.end} of {path.name} ({d.kind}, after frame {d.after_frame})")
+        err_console.print("[yellow]salvage:[/] " + escape(f"skipped {what}" + (f": {d.reason}" if d.reason else "")),
+                          highlight=False)
+    if len(take.damage) > SALVAGE_NOTES:
+        err_console.print(f"[yellow]salvage:[/] ... and {len(take.damage) - SALVAGE_NOTES} more", highlight=False)
     if take.damage:
         err_console.print(f"[yellow]salvage:[/] kept {len(take)} good frames", highlight=False)
     return take
@@ -162,6 +171,8 @@ def replay(
     bus: str = BUS_OPTION,
     control: str = CONTROL_OPTION,
     speed: float = typer.Option(1.0, "--speed", help="Playback speed; 2 plays twice as fast."),
+    max_gap: float = typer.Option(10.0, "--max-gap", help="Play a pause longer than this many seconds between "
+                                  "two frames as one frame interval."),
     loop: bool = typer.Option(False, "--loop", help="Start again at the end, until Ctrl-C."),
     start: Optional[str] = typer.Option(None, "--from", help="Start: seconds (2.5 or 2.5s) or a frame (150f)."),
     end: Optional[str] = typer.Option(None, "--to", help="Stop before: seconds or a frame (half-open range)."),
@@ -193,7 +204,7 @@ def replay(
             sinks += [a.send for a in adapters]
             closers += [a.close for a in adapters]
         with user_errors(ReplayError):
-            replayer = Replayer(frames, ReplayConfig(speed=speed, loop=loop), sinks)
+            replayer = Replayer(frames, ReplayConfig(speed=speed, loop=loop, max_gap_s=max_gap), sinks)
         if not no_bus:
             with user_errors(BusError):
                 bus_side = ReplayBus(BusConfig(pub_endpoint=bus, control_endpoint=control),
@@ -201,9 +212,11 @@ def replay(
             closers.append(bus_side.close)
             replayer.sinks.append(bus_side.publish_face)
         where = ", ".join(([f"bus {bus}"] if bus_side else []) + chosen)
-        console.print(f"replaying {len(frames)} frames of [bold]{take.name}[/] "
-                      f"({frames[-1].t - frames[0].t:.1f} s at {speed:g}x{', looped' if loop else ''}) to {where}; "
-                      "Ctrl-C stops")
+        console.print(f"replaying {len(frames)} frames of [bold]{escape(take.name)}[/] "
+                      f"({replayer.duration_s:.1f} s at {speed:g}x{', looped' if loop else ''}) to {where}; "
+                      "Ctrl-C stops" + (f" ({replayer.summary.gaps_shortened} pause(s) over {max_gap:g} s or back "
+                                        "in time played as one frame interval)" if replayer.summary.gaps_shortened
+                                        else ""), highlight=False)
         time.sleep(0.3 if bus_side else 0.0)  # let subscribers that are already waiting connect first
         summary = replayer.run(stop, bus_side.idle if bus_side else None)
     console.print(f"sent {summary.frames_sent} frames in {summary.duration_s:.1f} s"
@@ -235,6 +248,8 @@ def process(
     from avatar_bridge.tracking.sources import SourceError
 
     smooth, calib = on_off(smoothing, "--smoothing"), on_off(calibration, "--calibration")
+    if not 0 < fps <= 1000:   # also false for nan; an image folder's frame times are index / fps
+        raise fail(f"--fps must be above 0 and at most 1000, got {fps}")
     with user_errors(TakeError, SourceError, EstimatorError, ProfileError, OSError, ProcessInterrupted):
         report = run_process(source, out, fps, estimator, smooth, calib, profile, max_frames, overwrite,
                              csv_config=LiveLinkCsvConfig(tracking_columns=not no_tracking_columns))
@@ -301,17 +316,19 @@ def inspect(
         t = load_take(take, salvage)
     h = t.header
     rate = (len(t) - 1) / t.duration_s if t.duration_s > 0 else 0.0
-    console.print(f"[bold]{take.name}[/]  format v{h.version}  source {h.source or '?'}  started {h.start_time or '?'}")
+    # Header texts come from the file: escaped, so "[/]" in one is shown, not taken for markup.
+    console.print(f"[bold]{escape(take.name)}[/]  format v{h.version}  source {escape(h.source or '?')}  "
+                  f"started {escape(h.start_time or '?')}", highlight=False)
     console.print(f"{len(t)} frames, {t.duration_s:.2f} s, {rate:.1f} fps measured ({h.fps:g} nominal), "
                   f"{int(t.present.sum()) if len(t) else 0} with a face, seq gaps {t.seq_gaps()}", highlight=False)
     if h.profile and not (h.profile.get("shapes") or h.profile.get("filter")):
         # The built-in identity is named "default" too, but no such profile file exists.
         console.print("calibration profile: none (raw values, no profile was saved when this was taken)")
     elif h.profile:
-        console.print(f"calibration profile: {h.profile.get('name', '?')} ({len(h.profile.get('shapes', {}))} "
+        console.print(f"calibration profile: {escape(h.profile.get('name', '?'))} ({len(h.profile.get('shapes', {}))} "
                       "shapes calibrated; its values are stored in the take)", highlight=False)
     if t.end is not None and t.end.get("incomplete"):
-        console.print(f"[yellow]incomplete: {t.end['incomplete']}[/]", highlight=False)
+        console.print(f"[yellow]incomplete: {escape(t.end['incomplete'])}[/]", highlight=False)
     if t.end is None and take.suffix.lower() != ".csv":
         console.print("[yellow]no end record: the writer was stopped abruptly (crash or kill); "
                       "everything up to its last flush is here[/]")

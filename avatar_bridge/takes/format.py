@@ -17,6 +17,7 @@ maintained library offers an append-only, crash-tolerant, resyncable msgpack log
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import struct
 import time
@@ -40,8 +41,15 @@ FORMAT_VERSION = 1
 KIND_HEADER, KIND_FRAME, KIND_END = b"H", b"F", b"E"
 _RECORD_HEAD = struct.Struct("<4scII")   # mark, kind, length, crc
 RECORD_OVERHEAD = _RECORD_HEAD.size      # 13 bytes
+_LENGTH = struct.Struct("<I")
 # A face record is ~430 bytes; anything claiming more than this is a damaged length field.
 MAX_PAYLOAD = 1 << 20
+# Bounds on what a record may hold, so a crafted but checksummed take is damage, not a crash or a hang.
+MAX_TIME_S = 1e10                  # take times: a monotonic clock or media time; 300 years is not a take
+MAX_FPS = 10000.0
+MAX_TEXT = 4096                    # header texts (a source path, a time, the writer)
+_INT64 = 1 << 63
+_FLOAT32_MAX = float(np.finfo(np.float32).max)   # the wire packs floats as float32: beyond this is inf
 TAKE_SUFFIX = ".abr"
 
 
@@ -69,13 +77,62 @@ class TakeHeader:
                 "start_time": self.start_time, "profile": self.profile, "writer": self.writer, **self.extra}
 
     @staticmethod
-    def from_map(m: dict[str, Any]) -> "TakeHeader":
+    def from_map(m: Any) -> "TakeHeader":
+        """The header a take's ``H`` record holds; ValueError naming the field when a field has the wrong
+        type (a CRC only says the bytes are as written, not that the writer was ours)."""
+        if not isinstance(m, dict):
+            raise ValueError(f"the header is {_kind_of(m)}, not a map")
         known = {"format", "version", "wire_schema", "names", "fps", "source", "start_time", "profile", "writer"}
-        return TakeHeader(fps=float(m.get("fps") or 0.0), source=str(m.get("source", "")),
-                          start_time=str(m.get("start_time", "")), profile=m.get("profile"),
-                          names=tuple(m.get("names") or ARKIT_BLENDSHAPES), version=int(m.get("version", 0)),
-                          wire_schema=int(m.get("wire_schema", wire.SCHEMA_VERSION)),
-                          writer=str(m.get("writer", "")), extra={k: v for k, v in m.items() if k not in known})
+        fps = m.get("fps") or 0.0
+        if not _is_number(fps) or not 0.0 <= fps <= MAX_FPS:
+            raise ValueError(f"header field 'fps' is {_shown(fps)}, not a frame rate 0..{MAX_FPS:g}")
+        for key in ("version", "wire_schema"):
+            if key in m and not (_is_int(m[key]) and 0 <= m[key] < 1 << 31):
+                raise ValueError(f"header field {key!r} is {_shown(m[key])}, not a version number")
+        for key in ("format", "source", "start_time", "writer"):
+            if key in m and not (isinstance(m[key], str) and len(m[key]) <= MAX_TEXT):
+                raise ValueError(f"header field {key!r} is {_shown(m[key])}, not a text of at most {MAX_TEXT} "
+                                 "characters")
+        names = m.get("names") or ARKIT_BLENDSHAPES
+        if not isinstance(names, (list, tuple)) or len(names) > 1024 or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"header field 'names' is {_shown(names)}, not a list of blendshape names")
+        _check_profile(m.get("profile"))
+        return TakeHeader(fps=float(fps), source=m.get("source", ""), start_time=m.get("start_time", ""),
+                          profile=m.get("profile"), names=tuple(names), version=m.get("version", 0),
+                          wire_schema=m.get("wire_schema", wire.SCHEMA_VERSION), writer=m.get("writer", ""),
+                          extra={k: v for k, v in m.items() if k not in known})
+
+
+def _kind_of(value: Any) -> str:
+    names = {dict: "a map", list: "a list", str: "a text", bytes: "bytes", int: "an integer", float: "a number",
+             bool: "a boolean", type(None): "nil"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _shown(value: Any) -> str:
+    """A value for an error line: short, whatever the file holds."""
+    text = repr(value)
+    text = text[:40] + "..." if len(text) > 40 else text
+    return text if isinstance(value, (int, float)) and not isinstance(value, bool) else f"{_kind_of(value)} {text}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_profile(profile: Any) -> None:
+    # inspect reads name, shapes and filter; anything else in the map is the profile's own business.
+    if profile is None:
+        return
+    if not isinstance(profile, dict):
+        raise ValueError(f"header field 'profile' is {_shown(profile)}, not a map or nil")
+    for key, kind, word in (("name", str, "a text"), ("shapes", dict, "a map"), ("filter", dict, "a map")):
+        if key in profile and not isinstance(profile[key], kind):
+            raise ValueError(f"header field 'profile.{key}' is {_shown(profile[key])}, not {word}")
 
 
 def now_iso() -> str:
@@ -201,12 +258,14 @@ class TakeFrame(NamedTuple):
 
 @dataclass(frozen=True)
 class TakeDamage:
-    """Bytes ``start``..``end`` (exclusive) could not be read; ``after_frame`` good frames came before."""
+    """Bytes ``start``..``end`` (exclusive) could not be read; ``after_frame`` good frames came before.
+    For a Live Link Face CSV ``start``/``end`` are line numbers."""
 
-    kind: str            # "truncated" (the file stops inside a record) or "corrupted"
-    start: int
-    end: int
+    kind: str            # "truncated" (the file stops inside a record), "corrupted" (no valid record),
+    start: int           # "invalid" (checksummed records holding what no take holds: ``reason`` says what),
+    end: int             # "row" (a CSV row with a malformed cell)
     after_frame: int
+    reason: str = ""
 
 
 @dataclass
@@ -253,9 +312,9 @@ class Take:
 
     def seq_gaps(self) -> int:
         """Messages missing between consecutive recorded seqs (a seq that goes back is a restart, not a gap)."""
-        s = self.seqs
-        d = np.diff(s)
-        return int(np.sum(d[d > 1] - 1)) if len(s) > 1 else 0
+        # Python ints: seqs are any of 0..2**63-1, so an int64 difference or sum could wrap.
+        seqs = [f.seq for f in self.frames]
+        return sum(b - a - 1 for a, b in zip(seqs, seqs[1:]) if b - a > 1)
 
 
 def _frame_word(n: int) -> str:
@@ -267,54 +326,133 @@ def describe_damage(path: Path, take: Take) -> str:
     first = take.damage[0]
     name = path.name
     total = len(take.frames)
+    after = total - first.after_frame
+    read = (f"{_frame_word(first.after_frame)} read before the damage, "
+            f"{after} good frame{'s' if after != 1 else ''} after it")
     if first.kind == "truncated":
         msg = (f"{name} is truncated after frame {first.after_frame} (at byte {first.start} of {take.size}); "
                f"{_frame_word(first.after_frame)} {'was' if first.after_frame <= 1 else 'were'} read")
+    elif first.kind == "invalid":
+        msg = (f"{name} holds invalid data at bytes {first.start}-{first.end} of {take.size} (after frame "
+               f"{first.after_frame}): {first.reason}; {read}")
     else:
-        after = total - first.after_frame
         msg = (f"{name} is corrupted from byte {first.start} to {first.end} of {take.size} (after frame "
-               f"{first.after_frame}): {_frame_word(first.after_frame)} read before the damage, "
-               f"{after} good frame{'s' if after != 1 else ''} after it")
+               f"{first.after_frame}): {read}")
     if len(take.damage) > 1:
         msg += f"; {len(take.damage) - 1} more damaged region{'s' if len(take.damage) > 2 else ''} further on"
     return msg + f". Re-run with --salvage to keep the {total} good frame{'s' if total != 1 else ''}"
 
 
-def _parse_record(data: bytes, pos: int) -> tuple[str, bytes, bytes, int]:
-    """At ``pos``: ("ok", kind, payload, next_pos), ("short", ...) if the file ends inside it, or ("bad", ...)."""
-    size = len(data)
-    if size - pos < RECORD_OVERHEAD:
-        return ("short" if data[pos:pos + 4] == RECORD_MARK[:max(0, min(4, size - pos))] else "bad"), b"", b"", pos
-    mark, kind, length, crc = _RECORD_HEAD.unpack_from(data, pos)
-    # Any capital letter is a kind (readers skip kinds they do not know, so the format can grow).
-    if mark != RECORD_MARK or not b"A" <= kind <= b"Z" or length > MAX_PAYLOAD:
-        return "bad", b"", b"", pos
-    end = pos + RECORD_OVERHEAD + length
-    if end > size:
-        return "short", b"", b"", pos
-    payload = data[pos + RECORD_OVERHEAD:end]
-    if zlib.crc32(payload, zlib.crc32(data[pos + 5:pos + 9], zlib.crc32(kind))) != crc:
-        return "bad", b"", b"", pos
-    return "ok", kind, payload, end
+class _Scanner:
+    """Finds checksummed records in a take's bytes, in time linear in the file's size whatever the bytes.
+
+    A reader that trusts each mark's declared length can be made to checksum the same bytes over and
+    over (a file of record marks 13 bytes apart, each declaring 1 MiB: 37 s per MiB). So: a length
+    past the end of the file is damage at once, and inside bytes that a record which failed its
+    checksum already claimed, a candidate whose bytes hold another mark is not checksummed at all.
+    Every checksummed range is then either fresh or free of other marks, so no byte is checksummed
+    more than about twice. The cost is that a real record holding the 4-byte mark by chance (about
+    one in 10 million) is lost when it lies inside such damage.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.claimed = 0        # bytes before this offset lie inside a record whose checksum failed
+        self.checked_bytes = 0  # payload bytes checksummed so far (the reader's work; tests bound it)
+        self._ok: tuple[int, tuple[str, bytes, bytes, int]] | None = None   # the last record resync found
+
+    def record(self, pos: int, next_mark: int | None = None) -> tuple[str, bytes, bytes, int]:
+        """At ``pos``: ("ok", kind, payload, next_pos), ("short", ...) if the file ends inside it, or
+        ("bad", ...). ``next_mark``, when known, is the offset of the next mark after ``pos`` (-1: none)."""
+        if self._ok is not None and self._ok[0] == pos:
+            return self._ok[1]
+        data, size = self.data, len(self.data)
+        if size - pos < RECORD_OVERHEAD:
+            return ("short" if data[pos:pos + 4] == RECORD_MARK[:max(0, min(4, size - pos))] else "bad"), b"", b"", pos
+        mark, kind, length, crc = _RECORD_HEAD.unpack_from(data, pos)
+        # Any capital letter is a kind (readers skip kinds they do not know, so the format can grow).
+        if mark != RECORD_MARK or not b"A" <= kind <= b"Z" or length > MAX_PAYLOAD:
+            return "bad", b"", b"", pos
+        end = pos + RECORD_OVERHEAD + length
+        if end > size:
+            return "short", b"", b"", pos
+        if pos < self.claimed:
+            if next_mark is None:
+                next_mark = data.find(RECORD_MARK, pos + 1, end)
+            if 0 <= next_mark and next_mark + len(RECORD_MARK) <= end:
+                return "bad", b"", b"", pos
+        self.checked_bytes += length
+        payload = data[pos + RECORD_OVERHEAD:end]
+        if zlib.crc32(payload, zlib.crc32(data[pos + 5:pos + 9], zlib.crc32(kind))) != crc:
+            self.claimed = max(self.claimed, end)
+            return "bad", b"", b"", pos
+        return "ok", kind, payload, end
+
+    def resync(self, pos: int) -> int | None:
+        """The offset of the next whole, checksummed record after ``pos``, or None."""
+        find, size, length_at = self.data.find, len(self.data) - RECORD_OVERHEAD, _LENGTH.unpack_from
+        i = find(RECORD_MARK, pos + 1)
+        while i >= 0:
+            nxt = find(RECORD_MARK, i + 1)
+            # The common case in a flood of marks, decided here without a call: a record that would run
+            # past the end of the file, or (inside claimed bytes) that holds the next mark.
+            if i <= size:
+                end = i + RECORD_OVERHEAD + length_at(self.data, i + 5)[0]
+                if end > len(self.data) or (i < self.claimed and 0 <= nxt and nxt + 4 <= end):
+                    i = nxt
+                    continue
+            result = self.record(i, nxt)
+            if result[0] == "ok":
+                self._ok = (i, result)
+                return i
+            i = nxt
+        return None
+
+
+class _Invalid(ValueError):
+    """A checksummed record whose content no take holds; the text says what (for TakeDamage.reason)."""
+
+
+def _check_floats(values: Any, what: str) -> None:
+    # The wire checks these are finite Python floats; as float32 (how the bus and adapters send them)
+    # anything beyond 3.4e38 is inf.
+    for x in values:
+        if abs(x) > _FLOAT32_MAX:
+            raise _Invalid(f"frame {what} value {x!r} is beyond float32")
 
 
 def _decode_frame(payload: bytes) -> TakeFrame:
     m = msgpack.unpackb(payload, raw=False)
     if not isinstance(m, dict) or not isinstance(m.get("msg"), bytes):
-        raise wire.WireError("frame record is not a map with a 'msg' payload")
-    seq, state = wire.decode_face(m["msg"])
-    t = m.get("rt")
-    return TakeFrame(seq, state, float(t) if isinstance(t, (int, float)) else state.t_capture)
+        raise _Invalid(f"a frame record holds {_kind_of(m)}, not a map with a 'msg' payload")
+    msg = wire.decode_face_message(m["msg"])
+    seq = msg["seq"]
+    if not 0 <= seq < _INT64:
+        raise _Invalid(f"frame seq {seq} is outside 0..2**63-1")
+    frame = msg.get("frame", -1)
+    if not _is_int(frame) or not -_INT64 <= frame < _INT64:
+        raise _Invalid(f"frame field 'frame' is {_shown(frame)}, not a 64-bit frame index")
+    for key in ("t", "tp", "conf"):
+        if key in msg and not _is_number(msg[key]):
+            raise _Invalid(f"frame field {key!r} is {_shown(msg[key])}, not a finite number")
+    _check_floats(msg["bs"], "bs")
+    for part, keys in (("head", ("q", "p")), ("gaze", ("l", "r"))):
+        for key in keys:
+            _check_floats(msg[part][key], f"{part}.{key}")
+    state = wire.message_to_face(msg)
+    t = m.get("rt", state.t_capture)
+    if not _is_number(t) or abs(t) > MAX_TIME_S:
+        raise _Invalid(f"frame time {_shown(t)} is not a take time (a finite number of seconds up to {MAX_TIME_S:g})")
+    return TakeFrame(seq, state, float(t))
 
 
-def _resync(data: bytes, pos: int) -> int | None:
-    """The offset of the next whole, checksummed record after ``pos``, or None."""
-    i = data.find(RECORD_MARK, pos + 1)
-    while i >= 0:
-        if _parse_record(data, i)[0] == "ok":
-            return i
-        i = data.find(RECORD_MARK, i + 1)
-    return None
+def _decode_end(payload: bytes) -> dict[str, Any]:
+    end = msgpack.unpackb(payload, raw=False)
+    if not isinstance(end, dict):
+        raise _Invalid(f"the end record is {_kind_of(end)}, not a map")
+    if "incomplete" in end and not (isinstance(end["incomplete"], str) and len(end["incomplete"]) <= MAX_TEXT):
+        raise _Invalid(f"end field 'incomplete' is {_shown(end['incomplete'])}, not a text")
+    return end
 
 
 def _first_bytes(data: bytes) -> str:
@@ -329,9 +467,22 @@ def _first_bytes(data: bytes) -> str:
     return f"the bytes {head.hex(' ')}"
 
 
+def _add_damage(take: Take, damage: TakeDamage) -> None:
+    """Record damage, merged into the previous entry when it continues it (a run of bad frames is one region)."""
+    last = take.damage[-1] if take.damage else None
+    if last is not None and last.end == damage.start and last.kind == damage.kind \
+            and last.after_frame == damage.after_frame:
+        take.damage[-1] = replace(last, end=damage.end)
+    else:
+        take.damage.append(damage)
+
+
 def parse_take(path: str | Path, data: bytes) -> Take:
     """Parse take bytes, skipping damage (recorded in ``Take.damage``); raises TakeError only when the
-    bytes are not a take at all or the header is unusable."""
+    bytes are not a take at all or the header says it cannot be read by this version.
+
+    A record whose checksum holds but whose content is not what a take holds (a header that is a list,
+    a NaN frame time, a seq past 2**63) is "invalid" damage: skipped like corruption, with the reason."""
     path = Path(path)
     if len(data) < len(FILE_MAGIC) or data[:len(FILE_MAGIC)] != FILE_MAGIC:
         if FILE_MAGIC.startswith(data):
@@ -340,17 +491,21 @@ def parse_take(path: str | Path, data: bytes) -> Take:
         raise TakeError(f"{path.name} is not an avatar-bridge take (it begins with {_first_bytes(data)}, not a "
                         "take's header); a Live Link Face CSV is read by its .csv name, e.g. `avatar-bridge convert`")
     take = Take(path, TakeHeader(), [], size=len(data))
+    scanner = _Scanner(data)
     pos = len(FILE_MAGIC)
     header_seen = False
     while pos < len(data):
-        status, kind, payload, nxt = _parse_record(data, pos)
+        status, kind, payload, nxt = scanner.record(pos)
         if status == "ok":
             try:
                 if kind == KIND_FRAME:
                     take.frames.append(_decode_frame(payload))
                 elif kind == KIND_HEADER and not header_seen:
-                    take.header = TakeHeader.from_map(msgpack.unpackb(payload, raw=False))
                     header_seen = True
+                    try:
+                        take.header = TakeHeader.from_map(msgpack.unpackb(payload, raw=False))
+                    except ValueError as exc:
+                        raise _Invalid(f"its header is not usable: {exc}") from None
                     if take.header.version > FORMAT_VERSION:
                         raise TakeError(f"{path.name} is take format v{take.header.version}; this avatar-bridge "
                                         f"reads v{FORMAT_VERSION}. Upgrade avatar-bridge to read it")
@@ -358,18 +513,19 @@ def parse_take(path: str | Path, data: bytes) -> Take:
                         raise TakeError(f"{path.name} uses a different blendshape name table than this "
                                         "avatar-bridge; it cannot be read safely")
                 elif kind == KIND_END:
-                    take.end = msgpack.unpackb(payload, raw=False)
-                pos = nxt   # a kind this version does not know is skipped whole
-                continue
-            except (wire.WireError, msgpack.UnpackException, ValueError, TypeError):
-                status = "bad"   # checksummed but not decodable: a bug or a foreign writer; skip it
-                nxt = pos + RECORD_OVERHEAD + len(payload)
-        resume = _resync(data, pos)
+                    take.end = _decode_end(payload)
+            except (_Invalid, wire.WireError, msgpack.UnpackException, ValueError, TypeError) as exc:
+                # Checksummed, so its extent is right: only this record is skipped.
+                reason = str(exc) if isinstance(exc, (_Invalid, wire.WireError)) else f"undecodable record ({exc})"
+                _add_damage(take, TakeDamage("invalid", pos, nxt, len(take.frames), reason[:200]))
+            pos = nxt   # a kind this version does not know is skipped whole
+            continue
+        resume = scanner.resync(pos)
         if status == "short" and resume is None:
-            take.damage.append(TakeDamage("truncated", pos, len(data), len(take.frames)))
+            _add_damage(take, TakeDamage("truncated", pos, len(data), len(take.frames)))
             break
         end = len(data) if resume is None else resume
-        take.damage.append(TakeDamage("corrupted", pos, end, len(take.frames)))
+        _add_damage(take, TakeDamage("corrupted", pos, end, len(take.frames)))
         if resume is None:
             break
         pos = resume

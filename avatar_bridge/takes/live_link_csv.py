@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, TextIO
@@ -31,7 +33,7 @@ import numpy as np
 from avatar_bridge.adapters.live_link_face import ANGLE_NAMES, face_angles
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
 from avatar_bridge.conventions import from_yaw_pitch_roll
-from avatar_bridge.takes.format import TakeFrame, TakeHeader, Take
+from avatar_bridge.takes.format import Take, TakeDamage, TakeFrame, TakeHeader
 from avatar_bridge.types import FaceState
 
 
@@ -73,15 +75,21 @@ def format_timecode(seconds: float, fps: int) -> str:
     return f"{h % 24:02d}:{m:02d}:{s:02d}:{frames_ms / 1000:06.3f}"
 
 
+_TIMECODE = re.compile(r"^\s*(\d{1,2}):(\d{1,2}):(\d{1,2}):(\d{1,3}(?:\.\d+)?)\s*$", re.ASCII)
+
+
 def parse_timecode(text: str) -> tuple[int, int, int, float]:
-    """(hours, minutes, seconds, fractional frames) of ``hh:mm:ss:ff[.mmm]``; LiveLinkCsvError otherwise."""
-    parts = text.strip().split(":")
-    try:
-        if len(parts) != 4:
-            raise ValueError
-        return int(parts[0]), int(parts[1]), int(parts[2]), float(parts[3])
-    except ValueError:
-        raise LiveLinkCsvError(f"malformed timecode {text!r}; expected hh:mm:ss:ff.mmm") from None
+    """(hours, minutes, seconds, fractional frames) of ``hh:mm:ss:ff[.mmm]``; LiveLinkCsvError otherwise.
+    Plain digits only, so no sign, exponent, nan or inf gets in; hours < 24 (a time of day)."""
+    m = _TIMECODE.match(text)
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59 or int(m.group(3)) > 60:
+        raise LiveLinkCsvError(f"malformed timecode {_cell(text)}; expected a time of day hh:mm:ss:ff.mmm")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)), float(m.group(4))
+
+
+def _cell(text: str) -> str:
+    """A cell as an error line shows it: quoted, and short whatever the file holds."""
+    return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
 def infer_timecode_fps(frame_numbers: Iterable[float]) -> int:
@@ -168,62 +176,117 @@ def _angles_to_pose(values: dict[str, float], mirrored: bool) -> tuple[tuple, tu
     return q, gaze[0], gaze[1]
 
 
-def import_csv(path: str | Path, timecode_fps: int | None = None, mirrored: bool = False) -> Take:
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class _BadCell(ValueError):
+    """A malformed row; the text (", column X: ..." or " has N columns ...") follows "line N"."""
+
+
+def _number(row: list[str], col: int, header: list[str]) -> float:
+    text = row[col]
+    try:
+        value = float(text)
+    except ValueError:
+        raise _BadCell(f", column {header[col]}: {_cell(text)} is not a number") from None
+    # float() takes "nan", "inf" and "1e999"; as float32 (how takes and the bus hold values) 1e39 is inf too.
+    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+        raise _BadCell(f", column {header[col]}: {_cell(text)} is not a finite number")
+    return value
+
+
+def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of every row. The whole file is decoded first, so an encoding error
+    names its line; the csv module's own field limit (131,072 characters) stands against a cell
+    that would hold a whole file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise LiveLinkCsvError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise LiveLinkCsvError(f"{path.name} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at line {line}, "
+                               f"character {column}; Live Link Face writes UTF-8, so re-save the file as UTF-8"
+                               ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        detail = ("a cell is longer than the csv reader's limit of 131,072 characters; Live Link Face "
+                  "cells are short numbers" if "field limit" in str(exc) else str(exc))
+        raise LiveLinkCsvError(f"{path.name} line {reader.line_num}: {detail}") from None
+    return rows
+
+
+def import_csv(path: str | Path, timecode_fps: int | None = None, mirrored: bool = False,
+               salvage: bool = False) -> Take:
     """Read a Live Link Face CSV into a Take (frame times from the timecodes, relative to the first row).
 
     Shape columns are matched by name, case-insensitively; missing ones read as 0. ``timecode_fps``
     None infers 30/60 as Epic's importer does. Without a FaceDetected column every row has a face.
+    A malformed cell (not a number, nan, inf, a bad timecode) is a LiveLinkCsvError naming its line
+    and column; with ``salvage`` its row is dropped instead and listed in ``Take.damage``.
     """
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise LiveLinkCsvError(f"cannot read {path}: {exc.strerror}") from None
-    if not rows or len(rows[0]) < 3 or rows[0][0].strip() != "Timecode" or rows[0][1].strip() != "BlendShapeCount":
+    rows = _read_rows(path)
+    if not rows or len(rows[0][1]) < 3 or rows[0][1][0].strip() != "Timecode" \
+            or rows[0][1][1].strip() != "BlendShapeCount":
         raise LiveLinkCsvError(f"{path.name} is not a Live Link Face CSV: its first row must start with "
                                "Timecode,BlendShapeCount")
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in rows[0][1]]
     shape_cols = [(c, _SHAPE_BY_LOWER[h.lower()]) for c, h in enumerate(header) if h.lower() in _SHAPE_BY_LOWER]
     if not shape_cols:
         raise LiveLinkCsvError(f"{path.name} has no ARKit blendshape columns (e.g. EyeBlinkLeft, JawOpen)")
     angle_cols = [(c, h) for c, h in enumerate(header) if h in LLF_ANGLE_COLUMNS]
     face_col = header.index("FaceDetected") if "FaceDetected" in header else None
     conf_col = header.index("Confidence") if "Confidence" in header else None
-    data = [r for r in rows[1:] if any(cell.strip() for cell in r)]
-    stamps = []
-    for n, row in enumerate(data, start=2):
-        if len(row) != len(header):
-            raise LiveLinkCsvError(f"{path.name} line {n} has {len(row)} columns, the header has {len(header)}")
+    parsed, dropped = [], []
+    for line, row in rows[1:]:
+        if not any(cell.strip() for cell in row):
+            continue
         try:
-            stamps.append(parse_timecode(row[0]))
-        except LiveLinkCsvError as exc:
-            raise LiveLinkCsvError(f"{path.name} line {n}: {exc}") from None
+            if len(row) != len(header):
+                raise _BadCell(f" has {len(row)} columns, the header has {len(header)}")
+            try:
+                stamp = parse_timecode(row[0])
+            except LiveLinkCsvError as exc:
+                raise _BadCell(f", column Timecode: {exc}") from None
+            bs = np.zeros(len(ARKIT_BLENDSHAPES), np.float32)
+            for c, k in shape_cols:
+                bs[k] = _number(row, c, header)
+            angles = {h: _number(row, c, header) for c, h in angle_cols}
+            present = True if face_col is None else row[face_col].strip() not in ("0", "false", "False")
+            conf = _number(row, conf_col, header) if conf_col is not None else (1.0 if present else 0.0)
+        except _BadCell as exc:
+            if not salvage:
+                raise LiveLinkCsvError(f"{path.name} line {line}{exc}; re-run with --salvage to drop "
+                                       "such rows") from None
+            dropped.append(TakeDamage("row", line, line, len(parsed), f"line {line}{exc}"))
+            continue
+        parsed.append((stamp, bs, angles, present, conf))
+    stamps = [p[0] for p in parsed]
     fps = timecode_fps or infer_timecode_fps(s[3] for s in stamps)
     times = np.array([h * 3600 + m * 60 + s + f / fps for h, m, s, f in stamps], np.float64)
     if len(times):
         times = np.where(times < times[0] - 43200, times + 86400, times)   # a take across midnight
         times -= times[0]
     frames = []
-    for i, (row, t) in enumerate(zip(data, times)):
-        try:
-            bs = np.zeros(len(ARKIT_BLENDSHAPES), np.float32)
-            for c, k in shape_cols:
-                bs[k] = float(row[c])
-            angles = {h: float(row[c]) for c, h in angle_cols}
-            present = True if face_col is None else row[face_col].strip() not in ("0", "false", "False")
-            conf = float(row[conf_col]) if conf_col is not None else (1.0 if present else 0.0)
-        except ValueError as exc:
-            raise LiveLinkCsvError(f"{path.name} line {i + 2}: {exc}") from None
+    for i, ((_, bs, angles, present, conf), t) in enumerate(zip(parsed, times)):
         q, gl, gr = _angles_to_pose(angles, mirrored)
         state = FaceState(blendshapes=np.clip(bs, 0.0, 1.0), head_rotation=q, gaze_left=gl, gaze_right=gr,
-                          confidence=conf, face_present=present, t_capture=float(t), frame_index=i)
+                          confidence=float(np.clip(conf, 0.0, 1.0)), face_present=present, t_capture=float(t),
+                          frame_index=i)
         frames.append(TakeFrame(i, state, float(t)))
     start = ""
     if stamps:
         h, m, s, f = stamps[0]
         day = _dt.datetime.fromtimestamp(path.stat().st_mtime).date()
-        start = (_dt.datetime.combine(day, _dt.time(h % 24, m, s)) + _dt.timedelta(seconds=f / fps)) \
+        start = (_dt.datetime.combine(day, _dt.time(h % 24, m, min(s, 59))) + _dt.timedelta(seconds=f / fps)) \
             .astimezone().isoformat(timespec="milliseconds")
     take_header = TakeHeader(fps=float(fps), source=f"Live Link Face CSV {path.name}", start_time=start)
-    return Take(path, take_header, frames, end={"frames": len(frames)}, size=path.stat().st_size)
+    return Take(path, take_header, frames, end={"frames": len(frames)}, damage=dropped, size=path.stat().st_size)

@@ -116,7 +116,9 @@ def plot_take(take: Take, out: str | Path, config: PlotConfig = PlotConfig()) ->
     duration = float(times[-1])
     subtitle = (f"{len(take.frames)} frames, {duration:.1f} s, {len(blinks)} blink{'s' if len(blinks) != 1 else ''} "
                 f"(dashed)" + (", grey: no face" if absent else ""))
-    fig.suptitle(f"{take.path.name} — {take.header.source or 'take'}\n{subtitle}", fontsize=11)
+    # The name and source come from the file; a "$" in them would start matplotlib's mathtext.
+    title = f"{take.path.name} — {take.header.source or 'take'}".replace("$", r"\$")
+    fig.suptitle(f"{title}\n{subtitle}", fontsize=11)
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out, dpi=config.dpi)  # no bbox_inches="tight": that would change the pixel size

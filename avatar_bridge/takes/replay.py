@@ -4,6 +4,7 @@ the daemon's sockets) so every subscriber treats it as live, and/or adapters' ``
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -63,11 +64,15 @@ def select_frames(frames: Sequence[TakeFrame], start: TakePosition | None = None
 class ReplayConfig:
     speed: float = 1.0            # 2.0 plays twice as fast
     loop: bool = False            # start again after the last frame, until stopped
+    # A pause longer than this between two frames (the recorder left running while the daemon was
+    # stopped, or a crafted time) is played as one frame interval, so a replay never waits for hours.
+    max_gap_s: float = 10.0
 
 
 @dataclass
 class ReplaySummary:
     frames_sent: int = 0
+    gaps_shortened: int = 0       # pauses longer than max_gap_s (or times going back) played as one interval
     passes: int = 0
     late: int = 0                 # frames sent more than one frame interval after their time
     max_late_s: float = 0.0
@@ -81,16 +86,25 @@ class Replayer:
     def __init__(self, frames: Sequence[TakeFrame], config: ReplayConfig, sinks: Sequence[Sink]) -> None:
         if not frames:
             raise ReplayError("the take has no frames to replay")
-        if config.speed <= 0:
-            raise ReplayError(f"--speed must be > 0, got {config.speed}")
+        if not (math.isfinite(config.speed) and 0 < config.speed <= 1000):
+            raise ReplayError(f"--speed must be a number above 0 and at most 1000, got {config.speed}")
+        if not (math.isfinite(config.max_gap_s) and config.max_gap_s > 0):
+            raise ReplayError(f"--max-gap must be a number of seconds above 0, got {config.max_gap_s}")
         self.frames = list(frames)
         self.config = config
         self.sinks = list(sinks)
         times = np.array([f.t for f in self.frames], np.float64)
-        self._offsets = times - times[0]
         steps = np.diff(times)
-        self.frame_interval = float(np.median(steps)) if len(steps) else 1 / 60
-        self.summary = ReplaySummary()
+        regular = (steps >= 0) & (steps <= config.max_gap_s)
+        moving = steps[regular & (steps > 0)]
+        self.frame_interval = float(np.median(moving)) if len(moving) else 1 / 60
+        self.summary = ReplaySummary(gaps_shortened=int(np.sum(~regular)))
+        self._offsets = np.concatenate([[0.0], np.cumsum(np.where(regular, steps, self.frame_interval))])
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds of take one pass plays (before ``speed``), long pauses shortened."""
+        return float(self._offsets[-1])
 
     def run(self, stop: threading.Event | None = None, idle: Callable[[], None] | None = None) -> ReplaySummary:
         """Play until the end (or forever with ``loop``) or until ``stop`` is set. ``idle`` is called

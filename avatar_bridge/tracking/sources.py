@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Iterator
 
 import cv2
 import numpy as np
+import PIL.Image
 
 from avatar_bridge.types import Frame
 
@@ -37,6 +39,10 @@ class SourceConfig:
     width: int = 640                 # requested camera resolution
     height: int = 480
     max_retry_s: float = 5.0         # cap on the backoff between camera reconnects
+    # An image folder's images are measured from their headers before decoding, and bigger ones are
+    # skipped with a warning: a 442 KB PNG can declare 12000x12000 pixels (432 MB decoded, 1.5 GB peak).
+    max_image_side: int = 8192
+    max_image_pixels: int = 40_000_000
 
 
 def demo_clip_path() -> Path:
@@ -68,13 +74,32 @@ class FileSource:
             raise SourceError(f"no such file or folder: {path}. Give a video file or a folder of images "
                               "(`run --source` also takes demo and camera:N)")
 
+    def _image_problem(self, path: Path) -> str | None:
+        """Why ``path`` must not be decoded (too big, or no image header Pillow knows), else None.
+        Pillow reads only the header here; OpenCV has no per-call size limit, so it decodes after."""
+        side, pixels = self.config.max_image_side, self.config.max_image_pixels
+        too_big = f"is more than this source decodes (at most {side} px a side and {pixels / 1e6:g} MP); scale it down"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)   # we say it ourselves
+                with PIL.Image.open(path) as im:
+                    width, height = im.size
+        except PIL.Image.DecompressionBombError:
+            return f"its header declares over {2 * (PIL.Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} MP, which {too_big}"
+        except (OSError, ValueError) as exc:
+            return f"not a readable image ({exc})"
+        if max(width, height) > side or width * height > pixels:
+            return f"{width}x{height} pixels {too_big}"
+        return None
+
     def _raw(self) -> Iterator[tuple[np.ndarray, float]]:
         """(BGR image, media time in seconds) for one pass over the file."""
         if self._images is not None:
             for i, p in enumerate(self._images):
-                img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+                problem = self._image_problem(p)
+                img = None if problem else cv2.imread(str(p), cv2.IMREAD_COLOR)
                 if img is None:
-                    log.warning("skipping %s: not a readable image", p)
+                    log.warning("skipping %s: %s", p, problem or "not a readable image")
                     continue
                 yield img, i / self.fps
             return
