@@ -19,7 +19,8 @@ from avatar_bridge import conventions as cv
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.adapters.ifacialmocap import IFacialMocapConfig, IFacialMocapSender, encode_ifacialmocap
 from avatar_bridge.adapters.live_link_face import LiveLinkFaceConfig, LiveLinkFaceSender, encode_live_link_face
-from avatar_bridge.adapters.runner import AdapterThread, build_adapter, build_adapters
+from avatar_bridge.adapters.registry import create_adapter, create_adapters
+from avatar_bridge.adapters.runner import AdapterThread
 from avatar_bridge.adapters.udp import RateGate, bind_udp
 from avatar_bridge.adapters.vmc import (VMC_PERFECT_SYNC_NAMES, VmcBundleEncoder, VmcConfig, VmcSender,
                                         encode_vmc_bundle)
@@ -217,7 +218,7 @@ def test_ifacialmocap_follows_a_handshake(udp_receiver):
 # ---------------------------------------------------------------- failures never crash
 @pytest.mark.parametrize("name", ["vmc", "livelink", "ifacialmocap"])
 def test_closed_port_gives_one_log_line_and_no_exception(name, caplog):
-    adapter = build_adapter(name, {"port": closed_udp_port(), "rate_hz": 0})
+    adapter = create_adapter(name, {"port": closed_udp_port(), "rate_hz": 0})
     with caplog.at_level(logging.WARNING):
         for _ in range(6):
             adapter.send(make_state())
@@ -259,9 +260,9 @@ def test_frames_above_the_rate_are_dropped():
 
 def test_unknown_adapter_or_option_is_one_clear_error():
     with pytest.raises(ValueError, match="unknown adapter 'osc'"):
-        build_adapters(["osc"])
+        create_adapters(["osc"])
     with pytest.raises(ValueError, match="unknown option"):
-        build_adapters(["vmc"], {"vmc": {"colour": 1}})
+        create_adapters(["vmc"], {"vmc": {"colour": 1}})
 
 
 # ---------------------------------------------------------------- end to end through the bus

@@ -39,7 +39,7 @@ def estimate(tracker, estimator, image: np.ndarray):
 
 
 def test_the_shipped_model_loads_by_name_and_auto_follows_the_documented_choice():
-    from avatar_bridge.runtime.pipeline import AUTO_PREFERS_NEURAL
+    from avatar_bridge.estimators.registry import AUTO_PREFERS_NEURAL
 
     assert build_estimator(PipelineConfig(estimator="neural")).name == "neural"
     assert build_estimator(PipelineConfig(estimator="geometry")).name == "geometry"
