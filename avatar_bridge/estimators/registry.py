@@ -41,6 +41,8 @@ def _neural(model_path: str | None) -> Estimator:
     try:
         from avatar_bridge.estimators.neural import NeuralEstimator
         return NeuralEstimator.from_path(model_path)
+    except ValueError as exc:   # a model whose input contract differs: its own line says what to do
+        raise EstimatorError(str(exc)) from exc
     except (ImportError, FileNotFoundError) as exc:
         raise EstimatorError(f"the neural estimator is unavailable: {exc}. Use --estimator geometry") from exc
 
@@ -51,6 +53,8 @@ def _landmarks(model_path: str | None) -> Estimator:
         return LandmarkNetEstimator.from_path(model_path)
     except FileNotFoundError as exc:
         raise EstimatorError(f"the landmarks estimator is unavailable: {exc}. Use --estimator geometry") from exc
+    except ValueError as exc:   # not a landmark model this code can feed; the text says what it expected
+        raise EstimatorError(str(exc)) from exc
 
 
 def _auto(model_path: str | None) -> Estimator:
@@ -60,7 +64,9 @@ def _auto(model_path: str | None) -> Estimator:
     try:
         return _neural(model_path)
     except EstimatorError as exc:
-        log.info("no neural model available (%s); using the geometry estimator", exc.__cause__ or exc)
+        # A stale model is worth a warning; no model at all (a slim install) only an info line.
+        level = logging.WARNING if isinstance(exc.__cause__, ValueError) else logging.INFO
+        log.log(level, "no neural model available (%s); using the geometry estimator", exc.__cause__ or exc)
         return _geometry(None)
 
 
