@@ -1,6 +1,5 @@
 """`avatar-bridge bridge ...` and `doctor`: one clear line on bad input, a table of checks."""
 
-import os
 import signal
 import socket
 import subprocess

@@ -12,8 +12,8 @@ from avatar_bridge.conventions import head_yaw_pitch_roll
 from avatar_bridge.tracking.head_pose import HeadPoseConfig
 from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
 from avatar_bridge.types import Frame
+from helpers import ICT_NPZ
 
-from conftest import ICT_NPZ
 
 pytestmark = pytest.mark.skipif(not ICT_NPZ.exists(), reason=f"ICT-FaceKit data not found at {ICT_NPZ}")
 

@@ -20,8 +20,7 @@ from avatar_bridge.signal.profile import Profile, load_profile
 from avatar_bridge.signal.chain import (FilterParams, SignalChain, SignalChainConfig, blendshape_group,
                                         gaze_from_eye_look)
 from avatar_bridge.types import FaceState
-from conftest import free_port
-from test_one_euro import ScalarOneEuro
+from helpers import ScalarOneEuro, free_port
 
 FPS = 30.0
 JAW, BLINK_L, BLINK_R = INDEX["jawOpen"], INDEX["eyeBlinkLeft"], INDEX["eyeBlinkRight"]

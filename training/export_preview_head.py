@@ -13,7 +13,6 @@ lips). Morph targets are sparse accessors: only the vertices a shape moves are s
 from __future__ import annotations
 
 import argparse
-import struct
 from pathlib import Path
 
 import fast_simplification

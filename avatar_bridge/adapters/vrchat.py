@@ -18,7 +18,6 @@ import logging
 import math
 import socket
 import struct
-import time
 from dataclasses import dataclass
 from typing import Callable
 
