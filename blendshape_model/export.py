@@ -57,7 +57,7 @@ def export_onnx(model: BlendshapeNet, path: str | Path, metadata: dict | None = 
     return path
 
 
-class _Calibration:
+class _QuantisationFrames:
     """Feeds real (crop, eyes, features) frames to onnxruntime's static quantiser."""
 
     def __init__(self, crops: np.ndarray, eyes: np.ndarray, features: np.ndarray, hidden: int) -> None:
@@ -78,7 +78,7 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, crops: np.ndarra
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     pre = int8_path.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-    quantize_static(str(pre), str(int8_path), _Calibration(crops, eyes, features, hidden),
+    quantize_static(str(pre), str(int8_path), _QuantisationFrames(crops, eyes, features, hidden),
                     quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
                     activation_type=QuantType.QUInt8, op_types_to_quantize=["Conv", "MatMul", "Gemm"],
                     calibrate_method=CalibrationMethod.MinMax)

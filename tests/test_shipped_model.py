@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from avatar_bridge.arkit import INDEX, MIRROR_PERMUTATION
+from avatar_bridge.conventions import from_yaw_pitch_roll
 from avatar_bridge.runtime.pipeline import PipelineConfig, build_estimator
 from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
 from avatar_bridge.types import Frame
@@ -142,7 +143,7 @@ def test_mirrored_inputs_match_what_the_tracker_sees_in_the_mirrored_frame(rende
     from avatar_bridge.tracking.face_landmarks import landmark_mirror_permutation
     from blendshape_model.features import crop_points, mirror_inputs
 
-    image = renderer.render(render.default_params(identity=_identity(8), seed=8, head_rotation=render.quat_from_euler(0.3, 0.1, 0.1),
+    image = renderer.render(render.default_params(identity=_identity(8), seed=8, head_rotation=from_yaw_pitch_roll(0.3, -0.1, 0.1),
                                                   blendshapes={"mouthSmileLeft": 0.8, "eyeBlinkRight": 0.6})).image
     h, w = image.shape[:2]
     track = lambda img: tracker.track(Frame(np.ascontiguousarray(img), 0, 0.0, "test"))  # noqa: E731

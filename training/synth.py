@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
-from training.render import RenderParams, gaze_blendshapes, quat_from_euler, random_params
+from avatar_bridge.conventions import from_yaw_pitch_roll
+from training.render import RenderParams, gaze_blendshapes, random_params
 
 N = len(ARKIT_BLENDSHAPES)
 MOVABLE = [i for i, n in enumerate(ARKIT_BLENDSHAPES) if n != "tongueOut"]   # ICT has no tongue
@@ -195,7 +196,9 @@ def sample_sequence(rng: np.random.Generator, cfg: SequenceConfig = SequenceConf
     gaze = gaze_track(rng, cfg)
     centre = rng.uniform(-1, 1, 3) * [cfg.max_yaw, cfg.max_pitch, cfg.max_roll]
     wander = _smooth_keyframes(rng, T, (8, 24), lambda: rng.normal(0, cfg.head_motion / 2, 3)) * rng.uniform(0, 1)
-    angles = np.radians(centre[None] + wander)
+    # (yaw, pitch, roll) radians, ARKit sense (pitch + = nose down); the pitch is negated so that
+    # cached sets made when this read "chin up" regenerate from the same seeds unchanged.
+    angles = np.radians(centre[None] + wander) * [1.0, -1.0, 1.0]
     x0, y0, z0 = base.head_position
     drift = _smooth_keyframes(rng, T, (8, 24), lambda: rng.normal(0, 0.01, 3))
     params = []
@@ -203,7 +206,7 @@ def sample_sequence(rng: np.random.Generator, cfg: SequenceConfig = SequenceConf
         gl, gr = (float(gaze[k, 0]), float(gaze[k, 1])), (float(gaze[k, 2]), float(gaze[k, 3]))
         params.append(replace(
             base, blendshapes=gaze_blendshapes(bs[k], gl, gr), gaze_left=gl, gaze_right=gr,
-            head_rotation=quat_from_euler(*angles[k]),
+            head_rotation=from_yaw_pitch_roll(*(float(a) for a in angles[k])),
             head_position=(x0 + drift[k, 0], y0 + drift[k, 1], z0 + drift[k, 2] * 2)))
     return params
 
