@@ -94,7 +94,7 @@ def test_a_flipped_image_swaps_the_left_and_right_outputs(renderer, tracker, est
             assert b[INDEX[shape + "Right"]] > b[INDEX[shape + "Left"]] + margin, (seed, shape)
         diffs.append(np.abs(b - a[list(MIRROR_PERMUTATION)]).mean())
     # Everything else mirrors too: the flipped outputs are the permuted originals, within the noise
-    # the tracker's own left/right differences leave (v0.5: 0.022 on average, 0.05 at worst).
+    # the tracker's own left/right differences leave (docs/model_card.md has the measured spread).
     assert np.mean(diffs) < 0.03 and max(diffs) < 0.06, np.round(diffs, 3)
 
 
