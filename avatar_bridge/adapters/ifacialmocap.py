@@ -25,6 +25,7 @@ import numpy as np
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.conventions import head_yaw_pitch_roll
+from avatar_bridge.adapters.registry import AdapterEntry
 from avatar_bridge.adapters.sender import UdpSender
 from avatar_bridge.adapters.udp import bind_udp
 from avatar_bridge.types import FaceState
@@ -96,3 +97,8 @@ class IFacialMocapSender(UdpSender):
 
     def extra_stats(self) -> dict:
         return {"handshakes": self.handshakes}
+
+
+ADAPTER = AdapterEntry("ifacialmocap", IFacialMocapConfig, IFacialMocapSender,
+                       summary="iFacialMocap (VTube Studio, VSeeFace)",
+                       receiver_hint="VSeeFace/VTube Studio: choose iFacialMocap as the tracking source")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from avatar_bridge.conventions import head_yaw_pitch_roll
+from avatar_bridge.adapters.registry import AdapterEntry
 from avatar_bridge.adapters.sender import UdpSender
 from avatar_bridge.types import FaceState
 
@@ -115,3 +116,8 @@ class LiveLinkFaceSender(UdpSender):
 
     def extra_stats(self) -> dict:
         return {"subject": self.config.subject}
+
+
+ADAPTER = AdapterEntry(
+    "livelink", LiveLinkFaceConfig, LiveLinkFaceSender, summary="Live Link Face packets to Unreal",
+    receiver_hint="Unreal: Window > Live Link > Source > Live Link Face (or Apple ARKit) on port {port}")

@@ -1,6 +1,7 @@
 """Every adapter by name: one list that ``run``, ``replay``, ``bridge``, ``doctor`` and their
 ``--help`` read, in the model registry's style (name -> factory, ``list_adapters()``,
-``create_adapter(name, options)``). Adding a protocol is one ``AdapterEntry`` here."""
+``create_adapter(name, options)``). Adding a protocol: declare ``ADAPTER = AdapterEntry(...)`` in
+its module and add that module here."""
 
 from __future__ import annotations
 
@@ -13,52 +14,41 @@ from avatar_bridge.adapters.runner import Adapter
 
 @dataclass(frozen=True)
 class AdapterEntry:
-    """One protocol: where its config and sender live, and the words the CLI shows for it."""
+    """One protocol: its config and sender classes and the words the CLI shows for it. Each adapter
+    module declares its own as ``ADAPTER``."""
 
     name: str
-    module: str          # imported only when the adapter is built, so --help stays fast
-    config_class: str
-    sender_class: str
+    config: type
+    sender: type
     summary: str         # the run/replay flag's help
     receiver_hint: str   # doctor's fix when nothing listens ({port} is filled in)
 
-    def config_type(self) -> type:
-        return getattr(importlib.import_module(self.module), self.config_class)
 
-    def sender_type(self) -> type:
-        return getattr(importlib.import_module(self.module), self.sender_class)
-
-
-_REGISTRY: dict[str, AdapterEntry] = {e.name: e for e in (
-    AdapterEntry("vmc", "avatar_bridge.adapters.vmc", "VmcConfig", "VmcSender",
-                 "VMC (VSeeFace, Warudo, VNyan)",
-                 "VSeeFace/Warudo/VNyan: enable the VMC receiver on port {port}"),
-    AdapterEntry("vrchat", "avatar_bridge.adapters.vrchat", "VrchatConfig", "VrchatSender",
-                 "VRChat OSC (VRCFaceTracking v2 parameters)",
-                 "VRChat: enable OSC in the Action Menu (Options > OSC > Enabled)"),
-    AdapterEntry("livelink", "avatar_bridge.adapters.live_link_face", "LiveLinkFaceConfig", "LiveLinkFaceSender",
-                 "Live Link Face packets to Unreal",
-                 "Unreal: Window > Live Link > Source > Live Link Face (or Apple ARKit) on port {port}"),
-    AdapterEntry("ifacialmocap", "avatar_bridge.adapters.ifacialmocap", "IFacialMocapConfig", "IFacialMocapSender",
-                 "iFacialMocap (VTube Studio, VSeeFace)",
-                 "VSeeFace/VTube Studio: choose iFacialMocap as the tracking source"),
-)}
+# name -> the module that declares it, in the order the CLI shows them.
+_MODULES: dict[str, str] = {
+    "vmc": "avatar_bridge.adapters.vmc",
+    "vrchat": "avatar_bridge.adapters.vrchat",
+    "livelink": "avatar_bridge.adapters.live_link_face",
+    "ifacialmocap": "avatar_bridge.adapters.ifacialmocap",
+}
 
 
 def list_adapters() -> list[str]:
     """The adapter names, in the order the CLI shows them."""
-    return list(_REGISTRY)
+    return list(_MODULES)
 
 
 def adapter_entry(name: str) -> AdapterEntry:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown adapter {name!r}; choose from {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    if name not in _MODULES:
+        raise ValueError(f"unknown adapter {name!r}; choose from {', '.join(_MODULES)}")
+    entry = importlib.import_module(_MODULES[name]).ADAPTER
+    assert entry.name == name, (entry.name, name)
+    return entry
 
 
 def make_config(name: str, options: dict[str, Any] | None = None):
     """The adapter's config dataclass from a plain dict; unknown keys are an error naming the valid ones."""
-    config_cls = adapter_entry(name).config_type()
+    config_cls = adapter_entry(name).config
     options = {k: v for k, v in (options or {}).items() if v is not None}
     valid = {f.name for f in fields(config_cls)}
     unknown = set(options) - valid
@@ -75,7 +65,7 @@ def make_config(name: str, options: dict[str, Any] | None = None):
 
 def create_adapter(name: str, options: dict[str, Any] | None = None) -> Adapter:
     """One adapter by name ("vmc", "vrchat", "livelink", "ifacialmocap") with config options as a dict."""
-    return adapter_entry(name).sender_type()(make_config(name, options))
+    return adapter_entry(name).sender(make_config(name, options))
 
 
 def create_adapters(names: list[str], options: dict[str, dict[str, Any]] | None = None) -> list[Adapter]:

@@ -21,6 +21,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.conventions import gaze_quaternion, to_unity
+from avatar_bridge.adapters.registry import AdapterEntry
 from avatar_bridge.adapters.sender import UdpSender
 from avatar_bridge.types import FaceState
 
@@ -120,3 +121,7 @@ class VmcSender(UdpSender):
 
     def encode(self, state: FaceState, now: float) -> list[bytes]:
         return [self.encoder.encode(state, now - self._t0)]
+
+
+ADAPTER = AdapterEntry("vmc", VmcConfig, VmcSender, summary="VMC (VSeeFace, Warudo, VNyan)",
+                       receiver_hint="VSeeFace/Warudo/VNyan: enable the VMC receiver on port {port}")

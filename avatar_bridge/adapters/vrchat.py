@@ -25,6 +25,7 @@ import numpy as np
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from avatar_bridge.adapters import oscquery
+from avatar_bridge.adapters.registry import AdapterEntry
 from avatar_bridge.adapters.sender import UdpSender
 from avatar_bridge.adapters.udp import bind_udp
 from avatar_bridge.adapters.unified_expressions import GAZE_PARAMS, UNIFIED_PARAMS, unified_values
@@ -228,3 +229,7 @@ class VrchatSender(UdpSender):
         return {"skipped_unchanged": self.filter.skipped, "avatar": self.avatar_id,
                 "avatar_changes": self.avatar_changes, "parameters": len(self._addresses),
                 "native_eye": self._native, "port_reason": self.port_reason}
+
+
+ADAPTER = AdapterEntry("vrchat", VrchatConfig, VrchatSender, summary="VRChat OSC (VRCFaceTracking v2 parameters)",
+                       receiver_hint="VRChat: enable OSC in the Action Menu (Options > OSC > Enabled)")
