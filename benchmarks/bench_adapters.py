@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from avatar_bridge import conventions as cv
-from avatar_bridge.adapters.runner import build_adapter
+from avatar_bridge.adapters.registry import create_adapter
 from avatar_bridge.types import FaceState
 
 
@@ -61,7 +61,7 @@ def faces(n: int, seed: int = 0) -> list[FaceState]:
 def bench(name: str, seconds: float, fps: float) -> dict:
     port, received, stop, proc = sink()
     extra = {"listen_port": None, "oscquery": False} if name == "vrchat" else {}
-    adapter = build_adapter(name, {"port": port, **extra})
+    adapter = create_adapter(name, {"port": port, **extra})
     frames = faces(int(seconds * fps))
     times = []
     period, start = 1.0 / fps, time.perf_counter()

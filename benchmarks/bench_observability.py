@@ -36,6 +36,7 @@ def main(argv=None) -> None:
     from avatar_bridge.tracking.face_landmarks import Frontaliser
     from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
     from avatar_bridge.types import Frame
+    from avatar_bridge.conventions import from_yaw_pitch_roll
     from training import render
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,7 +70,7 @@ def main(argv=None) -> None:
             lm0, out0 = observe(base)
             x, y, z = base.head_position
             lm_j, _ = observe(render.default_params(identity=identity, seed=seed,
-                                                    head_rotation=render.quat_from_euler(0.0087, 0.0087, 0.0),
+                                                    head_rotation=from_yaw_pitch_roll(0.0087, -0.0087, 0.0),
                                                     head_position=(x + 0.0005, y, z)))
             if lm0 is None or lm_j is None:
                 continue

@@ -27,7 +27,8 @@ from avatar_bridge.runtime.pipeline import PipelineConfig, build_estimator  # no
 from avatar_bridge.signal.chain import SignalChain, SignalChainConfig  # noqa: E402
 from avatar_bridge.tracking.tracker import FaceTracker  # noqa: E402
 from avatar_bridge.types import FaceState, Frame  # noqa: E402
-from training.render import Renderer, default_params, quat_from_euler  # noqa: E402
+from avatar_bridge.conventions import from_yaw_pitch_roll  # noqa: E402
+from training.render import Renderer, default_params  # noqa: E402
 
 FPS = 30.0
 BASE = {"jawOpen": 0.1, "mouthSmileLeft": 0.1, "mouthSmileRight": 0.1}
@@ -85,7 +86,7 @@ def main() -> None:
     still = [dict(blendshapes=BASE)] * 150
     step_at = 30
     steps = [dict(blendshapes=BASE)] * step_at + [dict(blendshapes={**BASE, **STEP})] * 30
-    yaw_steps = [dict(blendshapes=BASE)] * step_at + [dict(blendshapes=BASE, head_rotation=quat_from_euler(yaw=0.35))] * 30
+    yaw_steps = [dict(blendshapes=BASE)] * step_at + [dict(blendshapes=BASE, head_rotation=from_yaw_pitch_roll(0.35, 0.0, 0.0))] * 30
     runs = {name: estimate(render_sequence(renderer, seq, args.noise, seed), args.estimator)
             for seed, (name, seq) in enumerate((("still", still), ("step", steps), ("yaw", yaw_steps)))}
 

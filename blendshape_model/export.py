@@ -3,7 +3,9 @@
 Graph: inputs ``crop`` (B, T, S, S, 3) uint8, ``eyes`` (B, T, 2, EH, EW, 3) uint8, ``features``
 (B, T, F) float32, ``h`` (1, B, H) float32; outputs ``blendshapes`` (B, T, 52), ``gaze`` (B, T, 4), ``pose_delta`` (B, T, 3),
 ``h_next`` (1, B, H). B and T are dynamic: the runner feeds T = 1 per frame and carries ``h``.
-The model's config rides along in the ONNX metadata (``model_config`` JSON).
+The ONNX metadata carries the model's config (``model_config`` JSON), its input contract
+(``input_contract``: crop size, eye patch, feature layout version and geometry feature names, checked
+when the runner loads it; blendshape_model/contract.py) and the avatar-bridge version that exported it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avatar_bridge import __version__
+from blendshape_model.contract import METADATA_KEY, input_contract
 from blendshape_model.model import BlendshapeNet
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,9 @@ def export_onnx(model: BlendshapeNet, path: str | Path, metadata: dict | None = 
     torch.onnx.export(model, (crop, eyes, feats, h), str(path), input_names=list(INPUTS), output_names=list(OUTPUTS),
                       dynamic_axes=dyn, opset_version=opset, dynamo=False, do_constant_folding=True)
     proto = onnx.load(str(path))
-    meta = {"model_config": json.dumps(asdict(cfg)), **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
+    meta = {"model_config": json.dumps(asdict(cfg)), METADATA_KEY: json.dumps(input_contract()),
+            "exported_by": json.dumps(f"avatar-bridge {__version__}"),
+            **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -51,7 +57,7 @@ def export_onnx(model: BlendshapeNet, path: str | Path, metadata: dict | None = 
     return path
 
 
-class _Calibration:
+class _QuantisationFrames:
     """Feeds real (crop, eyes, features) frames to onnxruntime's static quantiser."""
 
     def __init__(self, crops: np.ndarray, eyes: np.ndarray, features: np.ndarray, hidden: int) -> None:
@@ -72,7 +78,7 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, crops: np.ndarra
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     pre = int8_path.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-    quantize_static(str(pre), str(int8_path), _Calibration(crops, eyes, features, hidden),
+    quantize_static(str(pre), str(int8_path), _QuantisationFrames(crops, eyes, features, hidden),
                     quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
                     activation_type=QuantType.QUInt8, op_types_to_quantize=["Conv", "MatMul", "Gemm"],
                     calibrate_method=CalibrationMethod.MinMax)

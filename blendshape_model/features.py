@@ -6,8 +6,8 @@ image position, scale and roll, centred and scaled to about [-1, 1] (z scaled th
 same landmarks turned to face the camera (``face_landmarks.Frontaliser``), which also removes yaw
 and pitch, so a lid or lip gap reads the same however the head is turned; the geometry baseline's
 distances measured on them (eye aspect ratios, lip gap, mouth width, corner lift, brow heights),
-which a small MLP on standardised coordinates does not easily rebuild (v0.3 read jawOpen less well
-than the baseline); and the PnP head rotation (first two columns of its matrix, the continuous 6D
+which a small MLP on standardised coordinates does not easily rebuild (docs/model_card.md says
+why they were added); and the PnP head rotation (first two columns of its matrix, the continuous 6D
 form) so the network can correct it rather than rebuild it.
 
 Eye patches: each eye cut from the crop, levelled on its corners and scaled so the eye spans the
@@ -24,13 +24,9 @@ import numpy as np
 from avatar_bridge.tracking import face_landmarks as lm
 from avatar_bridge.conventions import quat_from_rotvec
 from avatar_bridge.estimators.geometry import GeometryEstimator
+# The layout below is the contract stored with the weights: change one, bump FEATURES_VERSION there.
+from blendshape_model.contract import CROP_SIZE, EYE_PATCH, FEATURE_DIM, GEOMETRY_FEATURES, N_LANDMARKS  # noqa: F401
 
-N_LANDMARKS = 478
-N_GEOMETRY = 12                        # GeometryEstimator.features: 4 per eye/brow side, gap, width, 2 lifts
-# crop-frame landmarks, frontal landmarks (x, y, z each), geometry distances, PnP rotation (6D)
-FEATURE_DIM = N_LANDMARKS * 3 * 2 + N_GEOMETRY + 6
-CROP_SIZE = 96                         # the tracker's default TrackerConfig.crop_size
-EYE_PATCH = (24, 40)                   # (height, width) of one eye patch, pixels
 _EYE_FILL = 0.625                      # the eye's corner-to-corner span as a fraction of the patch width
 _EYE_LIFT = 0.1                        # patch centre above the corner line (in corner spans): the lid crease
 
@@ -116,7 +112,7 @@ class FeatureExtractor:
         in_crop = _crop_units(points, crop.shape[0])
         frontal = self._frontalise(landmarks, *image_size)
         distances = GeometryEstimator.features(frontal[:, :2] * np.array([1.0, -1.0], np.float32))   # y down
-        features = np.concatenate([in_crop.reshape(-1), frontal.reshape(-1), list(distances.values()),
+        features = np.concatenate([in_crop.reshape(-1), frontal.reshape(-1), [distances[n] for n in GEOMETRY_FEATURES],
                                    rotation_6d(pnp_rotation)])
         return features.astype(np.float32), eye_patches(crop, points)
 

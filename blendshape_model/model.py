@@ -32,8 +32,9 @@ class ModelConfig:
     gru_hidden: int = 96
     crop_size: int = CROP_SIZE
     feature_dim: int = FEATURE_DIM
-    # v0.3: both eye patches through one CNN (three stride-2 stages, flattened so the lid's
-    # position survives), ``eye_features`` per eye.
+    # Both eye patches go through one CNN (three stride-2 stages, flattened so the lid's position
+    # survives), ``eye_features`` per eye: the eye is ~15 px wide in the crop and the whole-face CNN
+    # pools it away.
     eye_patch: tuple[int, int] = EYE_PATCH
     eye_widths: tuple[int, ...] = (16, 32, 48)
     eye_features: int = 64
@@ -70,8 +71,8 @@ class BlendshapeNet(nn.Module):
         self.config = config
         w = config.widths
         self.cnn = nn.Sequential(*_cnn(w), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        # SiLU, not ReLU: 89 % of the fused units and 69 % of the landmark units of v0.1 (ReLU) were
-        # dead (never positive on held-out frames), which is why it underfit.
+        # SiLU, not ReLU: with ReLU most fused and landmark units were dead (never positive on
+        # held-out frames) and the model underfit (docs/model_card.md, version history).
         act = nn.SiLU
         eh, ew = config.eye_patch
         for _ in config.eye_widths:
@@ -151,7 +152,7 @@ def create_model(name: str, **overrides) -> BlendshapeNet:
 
 def model_from_checkpoint(ckpt: dict) -> BlendshapeNet:
     """Rebuild a model from a trainer checkpoint (its ``model_config`` and ``model`` entries)."""
-    known = {f.name for f in fields(ModelConfig)}      # v0.2-v0.4 checkpoints also carry retired switches
+    known = {f.name for f in fields(ModelConfig)}      # older checkpoints also carry retired switches
     cfg = {k: v for k, v in ckpt["model_config"].items() if k in known}
     for key in ("widths", "eye_patch", "eye_widths"):
         cfg[key] = tuple(cfg[key])

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from blendshape_model.contract import ModelContractError, check_contract
+
 log = logging.getLogger(__name__)
 _logged_providers: set[tuple[str, ...]] = set()
 
@@ -61,8 +63,12 @@ class BlendshapeRunner:
             log.info("blendshape model %s on %s", path.name, ", ".join(used))
         self.path = path
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.model_config = json.loads(meta.get("model_config", "{}"))
+        self.contract = check_contract(meta, str(path))
         inputs = {i.name: i for i in self.session.get_inputs()}
+        if inputs["features"].shape[-1] != self.contract["feature_dim"]:   # metadata edited by hand?
+            raise ModelContractError(f"{path}: its graph reads {inputs['features'].shape[-1]} features but its "
+                                     f"metadata says {self.contract['feature_dim']}; re-export it")
+        self.model_config = json.loads(meta.get("model_config", "{}"))
         self.hidden = int(inputs["h"].shape[2])
         self._h: np.ndarray | None = None
 

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-ICT_NPZ = ROOT.parent / "shared" / "data" / "ict-facekit" / "ict_facekit.npz"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from helpers import free_port
 
 @pytest.fixture
 def endpoints() -> tuple[str, str]:
@@ -44,42 +31,6 @@ def face_and_blank_dir(tmp_path: Path, astronaut: np.ndarray) -> Path:
         img = blank if 5 <= i < 10 else astronaut
         cv2.imwrite(str(tmp_path / f"{i:03d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     return tmp_path
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "avatar_bridge", *args]
-
-
-def hermetic_env(**extra: str) -> dict[str, str]:
-    """The environment for a CLI subprocess: no user profile or config leaks into a test."""
-    import tempfile
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_CONFIG_HOME": tempfile.mkdtemp(prefix="ab-config-"), **extra}
-
-
-def start_daemon(*args: str) -> subprocess.Popen:
-    env = hermetic_env()
-    return subprocess.Popen(cli("run", *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-
-
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> str:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out or ""
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("condition not met in time")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_bundle import OscBundle
-from pythonosc.osc_message import OscMessage
 from pythonosc.osc_server import ThreadingOSCUDPServer
 
 from avatar_bridge import conventions as cv
-from avatar_bridge.arkit import ARKIT_BLENDSHAPES
-from avatar_bridge.adapters.ifacialmocap import IFacialMocapConfig, IFacialMocapSender, encode_ifacialmocap
+from avatar_bridge.adapters.ifacialmocap import IFacialMocapConfig, IFacialMocapSender
 from avatar_bridge.adapters.live_link_face import LiveLinkFaceConfig, LiveLinkFaceSender, encode_live_link_face
-from avatar_bridge.adapters.runner import AdapterThread, build_adapter, build_adapters
+from avatar_bridge.adapters.registry import create_adapter, create_adapters
+from avatar_bridge.adapters.runner import AdapterThread
 from avatar_bridge.adapters.udp import RateGate, bind_udp
 from avatar_bridge.adapters.vmc import (VMC_PERFECT_SYNC_NAMES, VmcBundleEncoder, VmcConfig, VmcSender,
                                         encode_vmc_bundle)
 from avatar_bridge.bus.sockets import BusConfig, BusPublisher
 from avatar_bridge.types import FaceState
+from helpers import unreal_decode
 
 F32 = 1e-6
 
@@ -96,36 +96,6 @@ def test_vmc_eye_bones_turn_towards_the_avatars_left_when_the_performer_looks_le
 
 
 # ---------------------------------------------------------------- Live Link Face
-def unreal_decode(data: bytes) -> dict:
-    """Independent decoder following Unreal's receiver: FNboSerializeFromBuffer reads, in network
-    byte order, uint8 PacketVer, FName DeviceId, FName SubjectName (each int32 length + bytes),
-    FQualifiedFrameTime (int32 frame, float subframe, int32 num, int32 den), uint8 count, floats."""
-    off = 0
-
-    def take(fmt):
-        nonlocal off
-        vals = struct.unpack_from(fmt, data, off)
-        off += struct.calcsize(fmt)
-        return vals
-
-    def string():
-        nonlocal off
-        (n,) = take(">i")
-        assert 0 <= n <= len(data) - off
-        s = data[off:off + n].decode("utf-8")
-        off += n
-        return s
-
-    (version,) = take(">B")
-    device, subject = string(), string()
-    frame, sub, num, den = take(">ifii")
-    (count,) = take(">B")
-    curves = take(f">{count}f")
-    assert off == len(data), "trailing bytes"
-    return dict(version=version, device=device, subject=subject, frame=frame, subframe=sub,
-                rate=(num, den), count=count, curves=curves)
-
-
 def test_live_link_face_header_bytes_match_unreals_layout():
     state = FaceState.neutral()
     data = encode_live_link_face(state, "Face", "dev", frame_number=1234, subframe=0.5, rate=(60, 1))
@@ -159,12 +129,23 @@ def test_live_link_face_packets_decode_like_unreal_and_with_pylivelinkface(udp_r
     assert np.allclose(face._blend_shapes, d["curves"], atol=F32)
 
 
-def test_pylivelinkface_encoder_only_parses_in_unreal_by_accident():
-    from pylivelinkface import PyLiveLinkFace
-    face = PyLiveLinkFace(name="X", uuid="12345678-1234-1234-1234-123456789abc")
-    d = unreal_decode(face.encode())
-    # '<I' version 6 = 06 00 00 00; the '$' prefix (0x24) becomes the device-id length 36
-    assert d["version"] == 6 and d["device"] == "12345678-1234-1234-1234-123456789abc" and d["count"] == 61
+def test_our_live_link_face_packet_is_byte_for_byte_the_layout_receivers_built_on_pylivelinkface_expect():
+    # Many Python receivers copy pylivelinkface's layout; for the app's 36-character device id its
+    # 4-byte '<I' version plus '$' prefix happen to be the same bytes as our (Unreal's) 1-byte version
+    # plus int32 length 36. So our packet must match its packet everywhere but the frame time.
+    from pylivelinkface import FaceBlendShape, PyLiveLinkFace
+    device = "12345678-1234-1234-1234-123456789abc"
+    state = make_state(5)
+    ours = encode_live_link_face(state, "Avatar1", device, frame_number=1234, subframe=0.5)
+    face = PyLiveLinkFace(name="Avatar1", uuid=device)
+    for shape, value in zip(FaceBlendShape, unreal_decode(ours)["curves"]):
+        face.set_blendshape(shape, value, no_filter=True)
+    theirs = face.encode()
+    head = 1 + 4 + len(device) + 4 + len("Avatar1")       # version, device id, subject
+    assert len(ours) == len(theirs)
+    assert ours[:head] == theirs[:head]
+    assert ours[head + 16:] == theirs[head + 16:]          # curve count and the 61 curves
+    assert ours[head:head + 16] == struct.pack(">ifii", 1234, 0.5, 60, 1)
 
 
 # ---------------------------------------------------------------- iFacialMocap
@@ -217,7 +198,7 @@ def test_ifacialmocap_follows_a_handshake(udp_receiver):
 # ---------------------------------------------------------------- failures never crash
 @pytest.mark.parametrize("name", ["vmc", "livelink", "ifacialmocap"])
 def test_closed_port_gives_one_log_line_and_no_exception(name, caplog):
-    adapter = build_adapter(name, {"port": closed_udp_port(), "rate_hz": 0})
+    adapter = create_adapter(name, {"port": closed_udp_port(), "rate_hz": 0})
     with caplog.at_level(logging.WARNING):
         for _ in range(6):
             adapter.send(make_state())
@@ -259,9 +240,9 @@ def test_frames_above_the_rate_are_dropped():
 
 def test_unknown_adapter_or_option_is_one_clear_error():
     with pytest.raises(ValueError, match="unknown adapter 'osc'"):
-        build_adapters(["osc"])
+        create_adapters(["osc"])
     with pytest.raises(ValueError, match="unknown option"):
-        build_adapters(["vmc"], {"vmc": {"colour": 1}})
+        create_adapters(["vmc"], {"vmc": {"colour": 1}})
 
 
 # ---------------------------------------------------------------- end to end through the bus

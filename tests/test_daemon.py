@@ -19,8 +19,8 @@ from avatar_bridge.bus.sockets import BusConfig, BusSubscriber, control_request
 from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
 from avatar_bridge.runtime.pipeline import PipelineConfig
 from avatar_bridge.tracking.sources import SourceConfig, demo_clip_path
+from helpers import cli, hermetic_env, start_daemon, stop
 
-from conftest import cli, hermetic_env, start_daemon, stop
 
 
 def collect(sub: BusSubscriber, n: int, timeout: float = 30.0) -> list[dict]:

@@ -11,9 +11,8 @@ from pythonosc.osc_bundle import OscBundle
 from avatar_bridge.bus import wire
 from avatar_bridge.adapters.vmc import VMC_PERFECT_SYNC_NAMES
 from avatar_bridge.bus.sockets import BusSubscriber, control_request
+from helpers import start_daemon, stop, unreal_decode
 
-from conftest import start_daemon, stop
-from test_adapters import unreal_decode
 
 F32 = 1e-6
 

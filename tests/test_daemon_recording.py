@@ -6,8 +6,8 @@ import subprocess
 
 from avatar_bridge.bus.sockets import control_request
 from avatar_bridge.takes.format import read_take
+from helpers import cli, hermetic_env, start_daemon, stop, wait_for
 
-from conftest import cli, hermetic_env, start_daemon, stop, wait_for
 
 
 def test_record_via_daemon_writes_every_frame_it_published(endpoints, tmp_path):

@@ -21,8 +21,8 @@ from avatar_bridge.bus import wire
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, NAMES_HASH
 from avatar_bridge.bus.sockets import BusSubscriber
 from avatar_bridge.types import FaceState
+from helpers import ROOT, free_port, start_daemon, stop, wait_for
 
-from conftest import ROOT, free_port, start_daemon, stop, wait_for
 
 CPP_DIR = ROOT / "engine_plugins" / "cpp"
 UNITY_DIR = ROOT / "engine_plugins" / "unity"

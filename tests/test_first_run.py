@@ -7,8 +7,8 @@ import re
 import subprocess
 
 from avatar_bridge.cli.native_logs import is_noise
+from helpers import cli, hermetic_env
 
-from conftest import cli, hermetic_env
 
 NATIVE_NOISE = re.compile(r"^(W0000|I0000|\[ WARN:|\[ERROR:|WARNING: All log messages before absl)", re.M)
 

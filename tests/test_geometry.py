@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from avatar_bridge.estimators.geometry import GeometryConfig, GeometryEstimator
-from avatar_bridge.conventions import head_yaw_pitch_roll
+from avatar_bridge.conventions import from_yaw_pitch_roll, head_yaw_pitch_roll
 from avatar_bridge.tracking.head_pose import HeadPoseConfig
 from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
 from avatar_bridge.types import Frame
+from helpers import ICT_NPZ
 
-from conftest import ICT_NPZ
 
 pytestmark = pytest.mark.skipif(not ICT_NPZ.exists(), reason=f"ICT-FaceKit data not found at {ICT_NPZ}")
 
@@ -66,10 +66,8 @@ def test_smile_raises_mouth_smile(observe):
 
 
 def test_head_turn_to_the_performers_left_is_positive_yaw(observe):
-    from training.render import quat_from_euler
-
     for yaw_deg in (-20.0, 20.0):
-        state = observe(head_rotation=quat_from_euler(yaw=math.radians(yaw_deg)))
+        state = observe(head_rotation=from_yaw_pitch_roll(math.radians(yaw_deg), 0.0, 0.0))
         yaw, pitch, roll = np.degrees(head_yaw_pitch_roll(state.head_rotation))
         assert abs(yaw - yaw_deg) < 5.0 and abs(pitch) < 6.0 and abs(roll) < 4.0
 

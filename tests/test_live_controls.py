@@ -10,14 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
-from avatar_bridge.bus import wire
-from avatar_bridge.bus.sockets import BusConfig, BusSubscriber, control_request
+from avatar_bridge.bus.sockets import BusConfig, control_request
 from avatar_bridge.conventions import head_yaw_pitch_roll
 from avatar_bridge.runtime.camera_view import CameraView, CameraViewConfig, CameraViewError
 from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
 from avatar_bridge.runtime.pipeline import PipelineConfig
 from avatar_bridge.signal.chain import SignalChainConfig
 from avatar_bridge.tracking.sources import SourceConfig
+
+from helpers import next_faces
 
 
 @pytest.fixture
@@ -41,19 +42,6 @@ def running(endpoints, tmp_path, astronaut):
 
 def ask(control: str, **req) -> dict:
     return control_request(req, control, timeout_ms=5000)
-
-
-def next_faces(bus: str, n: int) -> list[dict]:
-    sub = BusSubscriber(bus)
-    try:
-        out, deadline = [], time.monotonic() + 20
-        while len(out) < n and time.monotonic() < deadline:
-            got = sub.recv_face(500)
-            if got is not None:
-                out.append(wire.face_to_message(got[1], got[0]))
-        return out
-    finally:
-        sub.close()
 
 
 def test_signal_set_changes_a_groups_smoothing_and_status_reports_it(running):

@@ -16,9 +16,8 @@ from avatar_bridge.conventions import head_yaw_pitch_roll
 from avatar_bridge.takes.live_link_csv import (LLF_HEADER, LiveLinkCsvConfig, LiveLinkCsvError, export_csv,
                                          format_timecode, import_csv, infer_timecode_fps, parse_timecode)
 from avatar_bridge.takes.format import Take, TakeFrame, TakeHeader
+from helpers import free_port, synthetic_states
 
-from conftest import free_port
-from test_takes import synthetic_states
 
 # The header row of a CSV exported by Epic's Live Link Face iPhone app, as published by the public
 # tools that import it (e.g. the Blender/Python importers built on PyLiveLinkFace).

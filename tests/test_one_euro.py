@@ -8,32 +8,7 @@ import numpy as np
 import pytest
 
 from avatar_bridge.signal.one_euro import OneEuroFilter, smoothing_factor
-
-
-class ScalarOneEuro:
-    """Casiez et al. 2012, Algorithm 1, transcribed for one scalar channel."""
-
-    def __init__(self, min_cutoff: float, beta: float, d_cutoff: float) -> None:
-        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
-        self.x = self.t = None
-        self.dx = 0.0
-
-    @staticmethod
-    def alpha(cutoff: float, dt: float) -> float:
-        tau = 1.0 / (2 * math.pi * cutoff)
-        return 1.0 / (1.0 + tau / dt)
-
-    def __call__(self, x: float, t: float) -> float:
-        if self.x is None:
-            self.x, self.t = x, t
-            return x
-        dt = t - self.t
-        dx = (x - self.x) / dt
-        self.dx += self.alpha(self.d_cutoff, dt) * (dx - self.dx)
-        cutoff = self.min_cutoff + self.beta * abs(self.dx)
-        self.x += self.alpha(cutoff, dt) * (x - self.x)
-        self.t = t
-        return self.x
+from helpers import ScalarOneEuro
 
 
 def test_each_channel_matches_the_papers_algorithm_with_its_own_parameters():

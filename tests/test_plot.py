@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 from avatar_bridge.cli import app
 from avatar_bridge.takes.plot import PlotConfig, blink_onsets, most_moving, plot_take
 from avatar_bridge.takes.format import read_take
+from helpers import write_synthetic
 
-from test_takes import write_synthetic
 
 
 def test_plot_writes_a_png_of_the_requested_size_with_the_chosen_curves(tmp_path):

@@ -15,7 +15,7 @@ from avatar_bridge.arkit import INDEX
 from avatar_bridge.bus.sockets import control_request
 from avatar_bridge.takes.format import TakeHeader, TakeWriter
 from avatar_bridge.types import FaceState
-from conftest import cli, free_port, hermetic_env, start_daemon, stop, wait_for
+from helpers import cli, free_port, hermetic_env, start_daemon, stop, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 # What works headless here: no sandbox (root in CI), software WebGL, nothing phoning home.

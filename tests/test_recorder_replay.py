@@ -13,9 +13,8 @@ from avatar_bridge.bus.sockets import BusConfig, BusPublisher, BusSubscriber, Co
 from avatar_bridge.takes.recorder import Recorder, RecorderConfig, RecordingControl
 from avatar_bridge.takes.replay import ReplayConfig, ReplayError, Replayer, TakePosition, select_frames
 from avatar_bridge.takes.format import TakeFrame, read_take
+from helpers import free_port, synthetic_states
 
-from conftest import free_port
-from test_takes import synthetic_states
 
 
 def endpoint() -> str:

@@ -21,8 +21,7 @@ from avatar_bridge.signal.auto_neutral import AutoNeutralConfig
 from avatar_bridge.signal.chain import (FilterParams, SignalChain, SignalChainConfig, blendshape_group,
                                         gaze_from_eye_look)
 from avatar_bridge.types import FaceState
-from conftest import free_port
-from test_one_euro import ScalarOneEuro
+from helpers import ScalarOneEuro, free_port
 
 FPS = 30.0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess
@@ -16,38 +15,10 @@ from typer.testing import CliRunner
 
 from avatar_bridge.bus.sockets import BusConfig, BusPublisher
 from avatar_bridge.cli import app
-from avatar_bridge.conventions import from_yaw_pitch_roll
 from avatar_bridge.takes.format import (FILE_MAGIC, TakeError, TakeHeader, TakeWriter, TakeWriterConfig, read_take,
                                  TakeReader)
-from avatar_bridge.types import FaceState
+from helpers import free_port, synthetic_states, write_synthetic
 
-from conftest import free_port
-
-
-def synthetic_states(n: int, fps: float = 60.0, seed: int = 0, t0: float = 1000.0) -> list[FaceState]:
-    """Distinct, smoothly moving faces: jawOpen and browInnerUp swing, blinks every second, the head turns."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        t = i / fps
-        bs = (rng.random(52) * 0.05).astype(np.float32)
-        bs[17] = 0.5 + 0.45 * math.sin(2 * math.pi * 0.5 * t)          # jawOpen
-        bs[43] = 0.4 + 0.35 * math.sin(2 * math.pi * 0.3 * t + 1.0)    # browInnerUp
-        blink = 0.95 if (i % int(fps)) < max(2, int(fps / 12)) else 0.02
-        bs[0] = bs[7] = blink
-        q = from_yaw_pitch_roll(0.3 * math.sin(t), 0.1 * math.cos(t), 0.05)
-        out.append(FaceState(blendshapes=bs, head_rotation=tuple(q), head_position=(0.01 * i, 0.0, -0.5),
-                             gaze_left=(0.1, -0.05), gaze_right=(0.12, -0.04), confidence=0.9,
-                             face_present=(i % 50) != 7, t_capture=t0 + t, frame_index=i))
-    return out
-
-
-def write_synthetic(path: Path, n: int = 50, fps: float = 60.0) -> list[FaceState]:
-    states = synthetic_states(n, fps)
-    with TakeWriter(path, TakeHeader(fps=fps, source="test")) as w:
-        for i, s in enumerate(states):
-            w.write(s, seq=i, t=i / fps)
-    return states
 
 
 def record_offsets(path: Path) -> list[int]:

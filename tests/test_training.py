@@ -165,7 +165,7 @@ def test_fine_tuning_starts_from_the_given_checkpoint(tmp_path):
 
 
 def test_training_commands_take_their_help_from_the_config_comments(capsys):
-    from training.generate import parse_dataclass_args
+    from training.dataclass_cli import parse_dataclass_args
     with pytest.raises(SystemExit):
         parse_dataclass_args(TrainConfig, ["--help"])
     out = " ".join(capsys.readouterr().out.split())

@@ -15,8 +15,8 @@ from pythonosc.udp_client import SimpleUDPClient
 from avatar_bridge.arkit import INDEX
 from avatar_bridge.adapters import oscquery
 from avatar_bridge.adapters.unified_expressions import PARAM_NAMES
-from avatar_bridge.adapters.vrchat import (EYE_PITCH_YAW, EYES_CLOSED, VrchatConfig, VrchatSender,
-                                           load_avatar_config, vrchat_values)
+from avatar_bridge.adapters.vrchat import EYE_PITCH_YAW, EYES_CLOSED, VrchatConfig, VrchatSender, vrchat_values
+from avatar_bridge.adapters.vrchat_avatar import load_avatar_config
 from avatar_bridge.types import FaceState
 
 

@@ -13,7 +13,6 @@ lips). Morph targets are sparse accessors: only the vertices a shape moves are s
 from __future__ import annotations
 
 import argparse
-import struct
 from pathlib import Path
 
 import fast_simplification
@@ -50,7 +49,7 @@ def triangles_in(faces: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 def arkit_deltas(d: np.lib.npyio.NpzFile) -> np.ndarray:
     """(52, N, 3) cm: each ARKit shape's ICT delta (browInnerUp and cheekPuff are ICT's two halves
-    together, as in training/render.py; tongueOut has no ICT shape and stays zero)."""
+    together, as in training/render/; tongueOut has no ICT shape and stays zero)."""
     deltas = np.zeros((len(ARKIT_BLENDSHAPES), *d["neutral"].shape), np.float32)
     for name, delta in zip(d["expression_names"], d["expression_deltas"]):
         name = str(name)

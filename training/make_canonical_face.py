@@ -19,7 +19,8 @@ from rich.progress import track
 
 from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
 from avatar_bridge.types import Frame
-from training.render import Renderer, _quat_to_matrix, default_params, quat_from_euler
+from avatar_bridge.conventions import from_yaw_pitch_roll, quat_to_matrix
+from training.render import Renderer, default_params
 
 EXPRESSIONS = [
     {"jawOpen": 1.0}, {"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0}, {"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0},
@@ -85,13 +86,13 @@ def main() -> None:
     renderer = Renderer(256, 256)
     tracker = FaceTracker(TrackerConfig(static_image_mode=True))
     views = []
-    poses = [(y, p) for y in (-30, -20, -10, 0, 10, 20, 30) for p in (-15, 0, 15)]
+    poses = [(y, p) for y in (-30, -20, -10, 0, 10, 20, 30) for p in (15, 0, -15)]   # degrees; pitch + = nose down
     for yaw, pitch in track(poses, description="triangulating"):
-        q = quat_from_euler(yaw=math.radians(yaw), pitch=math.radians(pitch))
+        q = from_yaw_pitch_roll(math.radians(yaw), math.radians(pitch), 0.0)
         params = default_params(head_rotation=q)
         px = _landmarks(renderer, tracker, params)
         if px is not None:
-            views.append((px, _quat_to_matrix(q), np.asarray(params.head_position)))
+            views.append((px, np.array(quat_to_matrix(q)), np.asarray(params.head_position)))
     points = triangulate(views, 256, 256, default_params().fov_y_deg)
 
     neutral = _landmarks(renderer, tracker, default_params())

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
-from training.render import RenderParams, gaze_blendshapes, quat_from_euler, random_params
+from avatar_bridge.conventions import from_yaw_pitch_roll
+from training.render import RenderParams, gaze_blendshapes, random_params
 
 N = len(ARKIT_BLENDSHAPES)
 MOVABLE = [i for i, n in enumerate(ARKIT_BLENDSHAPES) if n != "tongueOut"]   # ICT has no tongue
@@ -28,9 +29,7 @@ class SequenceConfig:
 
     frames: int = 32
     fps: float = 30.0
-    max_yaw: float = 35.0
-    max_pitch: float = 22.0
-    max_roll: float = 18.0
+    max_head_deg: tuple[float, float, float] = (35.0, 22.0, 18.0)   # largest yaw, pitch, roll of a sequence's centre pose
     head_motion: float = 8.0           # degrees of smooth wander within a sequence
     fill: tuple[float, float] = (0.38, 0.62)  # face height as a fraction of the image
     p_held: float = 0.65               # a held expression (smile, frown, brow raise, ...)
@@ -193,9 +192,11 @@ def sample_sequence(rng: np.random.Generator, cfg: SequenceConfig = SequenceConf
     T = cfg.frames
     bs = expression_track(rng, cfg)
     gaze = gaze_track(rng, cfg)
-    centre = rng.uniform(-1, 1, 3) * [cfg.max_yaw, cfg.max_pitch, cfg.max_roll]
+    centre = rng.uniform(-1, 1, 3) * np.asarray(cfg.max_head_deg)
     wander = _smooth_keyframes(rng, T, (8, 24), lambda: rng.normal(0, cfg.head_motion / 2, 3)) * rng.uniform(0, 1)
-    angles = np.radians(centre[None] + wander)
+    # (yaw, pitch, roll) radians, ARKit sense (pitch + = nose down); the pitch is negated so that
+    # cached sets made when this read "chin up" regenerate from the same seeds unchanged.
+    angles = np.radians(centre[None] + wander) * [1.0, -1.0, 1.0]
     x0, y0, z0 = base.head_position
     drift = _smooth_keyframes(rng, T, (8, 24), lambda: rng.normal(0, 0.01, 3))
     params = []
@@ -203,18 +204,28 @@ def sample_sequence(rng: np.random.Generator, cfg: SequenceConfig = SequenceConf
         gl, gr = (float(gaze[k, 0]), float(gaze[k, 1])), (float(gaze[k, 2]), float(gaze[k, 3]))
         params.append(replace(
             base, blendshapes=gaze_blendshapes(bs[k], gl, gr), gaze_left=gl, gaze_right=gr,
-            head_rotation=quat_from_euler(*angles[k]),
+            head_rotation=from_yaw_pitch_roll(*(float(a) for a in angles[k])),
             head_position=(x0 + drift[k, 0], y0 + drift[k, 1], z0 + drift[k, 2] * 2)))
     return params
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
+    """How often (``p_*``: the chance a sequence gets it) and how strongly (a uniform range) each
+    camera degradation is drawn."""
+
     p_exposure: float = 0.7
+    gain: tuple[float, float] = (0.55, 1.4)          # brightness factor
+    gamma: tuple[float, float] = (0.7, 1.4)
+    tint: tuple[float, float] = (0.9, 1.1)           # per colour channel
     p_blur: float = 0.3
+    blur_sigma: tuple[float, float] = (0.4, 1.6)     # pixels
     p_noise: float = 0.5
+    noise_sigma: tuple[float, float] = (1.0, 8.0)    # grey levels
     p_jpeg: float = 0.5
+    jpeg_quality: tuple[int, int] = (25, 90)
     p_lowres: float = 0.2
+    lowres_scale: tuple[float, float] = (0.4, 0.7)   # downscale factor before scaling back up
     p_occluder: float = 0.12
 
 
@@ -223,13 +234,13 @@ class Augmenter:
 
     def __init__(self, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> None:
         c, self.rng = config, rng
-        self.gain = rng.uniform(0.55, 1.4) if rng.random() < c.p_exposure else 1.0
-        self.gamma = rng.uniform(0.7, 1.4) if rng.random() < c.p_exposure else 1.0
-        self.tint = rng.uniform(0.9, 1.1, 3) if rng.random() < c.p_exposure else np.ones(3)
-        self.blur = rng.uniform(0.4, 1.6) if rng.random() < c.p_blur else 0.0
-        self.noise = rng.uniform(1.0, 8.0) if rng.random() < c.p_noise else 0.0
-        self.jpeg = int(rng.integers(25, 90)) if rng.random() < c.p_jpeg else 0
-        self.lowres = rng.uniform(0.4, 0.7) if rng.random() < c.p_lowres else 0.0
+        self.gain = rng.uniform(*c.gain) if rng.random() < c.p_exposure else 1.0
+        self.gamma = rng.uniform(*c.gamma) if rng.random() < c.p_exposure else 1.0
+        self.tint = rng.uniform(*c.tint, 3) if rng.random() < c.p_exposure else np.ones(3)
+        self.blur = rng.uniform(*c.blur_sigma) if rng.random() < c.p_blur else 0.0
+        self.noise = rng.uniform(*c.noise_sigma) if rng.random() < c.p_noise else 0.0
+        self.jpeg = int(rng.integers(*c.jpeg_quality)) if rng.random() < c.p_jpeg else 0
+        self.lowres = rng.uniform(*c.lowres_scale) if rng.random() < c.p_lowres else 0.0
         self.occluder = None
         if rng.random() < c.p_occluder:   # a hand/object patch near one landmark, sized to the face
             self.occluder = dict(landmark=int(rng.integers(0, 68)), size=rng.uniform(0.12, 0.28),

@@ -27,7 +27,7 @@ from scipy.spatial.transform import Rotation
 from blendshape_model.features import N_LANDMARKS
 from blendshape_model.model import create_model, model_config, model_from_checkpoint
 from training.dataset import SequenceSet, load_cache
-from training.generate import parse_dataclass_args
+from training.dataclass_cli import parse_dataclass_args
 
 
 @dataclass(frozen=True)

@@ -19,20 +19,18 @@ from __future__ import annotations
 import logging
 import math
 import socket
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.conventions import head_yaw_pitch_roll
-from avatar_bridge.adapters.udp import RateGate, UdpTarget, bind_udp
+from avatar_bridge.adapters.registry import AdapterEntry
+from avatar_bridge.adapters.sender import UdpSender
+from avatar_bridge.adapters.udp import bind_udp
 from avatar_bridge.types import FaceState
 
 log = logging.getLogger(__name__)
-
-HANDSHAKE = b"iFacialMocap_sahuasouryya9218sauhuiayeta91555dy3719"
-
 
 def _ifm_name(name: str) -> str:
     if name.endswith("Left"):
@@ -66,49 +64,41 @@ def encode_ifacialmocap(state: FaceState) -> bytes:
     return ("|".join(parts) + "|").encode("ascii")
 
 
-class IFacialMocapSender:
+class IFacialMocapSender(UdpSender):
     """Streams FaceStates as an iFacialMocap phone would."""
 
     name = "ifacialmocap"
 
     def __init__(self, config: IFacialMocapConfig = IFacialMocapConfig()) -> None:
+        super().__init__(config.host, config.port, config.rate_hz, log)
         self.config = config
-        self.udp = UdpTarget("ifacialmocap", config.host, config.port, log)
-        self.gate = RateGate(config.rate_hz)
         self.handshakes = 0
-        self._stop = threading.Event()
-        self._listener: threading.Thread | None = None
         if config.listen_port is not None:
             sock = bind_udp("ifacialmocap", config.listen_host, config.listen_port, log)
             if sock is not None:
                 sock.settimeout(0.2)
-                self._listener = threading.Thread(target=self._listen, args=(sock,), daemon=True,
-                                                  name="ifacialmocap-handshake")
-                self._listener.start()
+                self.spawn(self._listen, sock, name="ifacialmocap-handshake")
 
     def _listen(self, sock: socket.socket) -> None:
         with sock:
-            while not self._stop.is_set():
+            while not self.stopping.is_set():
                 try:
                     data, (host, _) = sock.recvfrom(2048)
                 except (socket.timeout, OSError):
                     continue
+                # Any "iFacialMocap_..." greeting but the STOP one: apps vary the suffix.
                 if data.startswith(b"iFacialMocap_") and b"STOP" not in data and host != self.udp.host:
                     self.handshakes += 1
                     log.info("ifacialmocap: handshake from %s; now sending to %s:%d", host, host, self.config.port)
-                    old, self.udp = self.udp, UdpTarget("ifacialmocap", host, self.config.port, log)
-                    old.close()
+                    self.retarget(host, self.config.port)
 
-    def send(self, state: FaceState) -> None:
-        if not self.gate.allow():
-            return
-        self.udp.send(encode_ifacialmocap(state))
+    def encode(self, state: FaceState, now: float) -> list[bytes]:
+        return [encode_ifacialmocap(state)]
 
-    def stats(self) -> dict:
-        return {**self.udp.stats(), "dropped_rate": self.gate.dropped, "handshakes": self.handshakes}
+    def extra_stats(self) -> dict:
+        return {"handshakes": self.handshakes}
 
-    def close(self) -> None:
-        self._stop.set()
-        if self._listener is not None:
-            self._listener.join(timeout=1.0)
-        self.udp.close()
+
+ADAPTER = AdapterEntry("ifacialmocap", IFacialMocapConfig, IFacialMocapSender,
+                       summary="iFacialMocap (VTube Studio, VSeeFace)",
+                       receiver_hint="VSeeFace/VTube Studio: choose iFacialMocap as the tracking source")

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from avatar_bridge.conventions import head_yaw_pitch_roll
-from avatar_bridge.adapters.udp import RateGate, UdpTarget
+from avatar_bridge.adapters.registry import AdapterEntry
+from avatar_bridge.adapters.sender import UdpSender
 from avatar_bridge.types import FaceState
 
 log = logging.getLogger(__name__)
@@ -96,28 +97,27 @@ def frame_time(t: float, rate: int) -> tuple[int, float]:
     return int(whole) & 0x7FFFFFFF, float(frames - whole)
 
 
-class LiveLinkFaceSender:
+class LiveLinkFaceSender(UdpSender):
     """Streams FaceStates to Unreal's Live Link Face source as if from the iPhone app."""
 
     name = "livelink"
 
     def __init__(self, config: LiveLinkFaceConfig = LiveLinkFaceConfig()) -> None:
+        super().__init__(config.host, config.port, config.rate_hz, log)
         self.config = config
-        self.udp = UdpTarget("livelink", config.host, config.port, log)
-        self.gate = RateGate(config.rate_hz)
 
-    def send(self, state: FaceState) -> None:
-        if not self.gate.allow():
-            return
+    def encode(self, state: FaceState, now: float) -> list[bytes]:
         # Timecode from the wall clock's time of day, as the phone stamps its frames.
         lt = time.localtime()
         seconds = lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec + (time.time() % 1.0)
         number, sub = frame_time(seconds, self.config.frame_rate)
-        self.udp.send(encode_live_link_face(state, self.config.subject, self.config.device_id, number, sub,
-                                            (self.config.frame_rate, 1), self.config.mirrored))
+        return [encode_live_link_face(state, self.config.subject, self.config.device_id, number, sub,
+                                      (self.config.frame_rate, 1), self.config.mirrored)]
 
-    def stats(self) -> dict:
-        return {**self.udp.stats(), "dropped_rate": self.gate.dropped, "subject": self.config.subject}
+    def extra_stats(self) -> dict:
+        return {"subject": self.config.subject}
 
-    def close(self) -> None:
-        self.udp.close()
+
+ADAPTER = AdapterEntry(
+    "livelink", LiveLinkFaceConfig, LiveLinkFaceSender, summary="Live Link Face packets to Unreal",
+    receiver_hint="Unreal: Window > Live Link > Source > Live Link Face (or Apple ARKit) on port {port}")

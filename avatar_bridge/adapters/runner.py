@@ -1,11 +1,10 @@
-"""Run adapters as bus subscribers: ``build_adapters`` makes them by name, ``AdapterThread`` feeds one."""
+"""Run adapters as bus subscribers: ``AdapterThread`` feeds one (registry.py makes them by name)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import fields
-from typing import Any, Protocol
+from typing import Protocol
 
 import zmq
 
@@ -17,56 +16,13 @@ log = logging.getLogger(__name__)
 
 
 class Adapter(Protocol):
+    """What AdapterThread drives; sender.UdpSender implements it for every protocol."""
+
     name: str
 
     def send(self, state: FaceState) -> None: ...
     def stats(self) -> dict: ...
     def close(self) -> None: ...
-
-
-def _registry() -> dict[str, tuple[type, type]]:
-    from avatar_bridge.adapters.ifacialmocap import IFacialMocapConfig, IFacialMocapSender
-    from avatar_bridge.adapters.live_link_face import LiveLinkFaceConfig, LiveLinkFaceSender
-    from avatar_bridge.adapters.vmc import VmcConfig, VmcSender
-    from avatar_bridge.adapters.vrchat import VrchatConfig, VrchatSender
-    return {"vmc": (VmcConfig, VmcSender), "vrchat": (VrchatConfig, VrchatSender),
-            "livelink": (LiveLinkFaceConfig, LiveLinkFaceSender),
-            "ifacialmocap": (IFacialMocapConfig, IFacialMocapSender)}
-
-
-ADAPTER_NAMES = ("vmc", "vrchat", "livelink", "ifacialmocap")
-
-
-def make_config(name: str, options: dict[str, Any] | None = None):
-    """The adapter's config dataclass from a plain dict; unknown keys are an error naming the valid ones."""
-    registry = _registry()
-    if name not in registry:
-        raise ValueError(f"unknown adapter {name!r}; choose from {', '.join(ADAPTER_NAMES)}")
-    config_cls = registry[name][0]
-    options = {k: v for k, v in (options or {}).items() if v is not None}
-    valid = {f.name for f in fields(config_cls)}
-    unknown = set(options) - valid
-    if unknown:
-        raise ValueError(f"{name}: unknown option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
-    for key in ("port", "listen_port"):
-        value = options.get(key)
-        if value is not None and not (0 <= int(value) <= 65535):
-            raise ValueError(f"{name}: {key} {value} is not a UDP port (0-65535)")
-    if options.get("rate_hz") is not None and float(options["rate_hz"]) < 0:
-        raise ValueError(f"{name}: rate must be 0 (unlimited) or more frames per second")
-    return config_cls(**options)
-
-
-def build_adapter(name: str, options: dict[str, Any] | None = None) -> Adapter:
-    """One adapter by name ("vmc", "vrchat", "livelink", "ifacialmocap") with config options as a dict."""
-    config = make_config(name, options)
-    return _registry()[name][1](config)
-
-
-def build_adapters(names: list[str], options: dict[str, dict[str, Any]] | None = None) -> list[Adapter]:
-    """Adapters by name; ``options`` maps a name to its config fields, e.g. {"vmc": {"port": 39540}}."""
-    options = options or {}
-    return [build_adapter(n, options.get(n)) for n in names]
 
 
 class AdapterThread(threading.Thread):

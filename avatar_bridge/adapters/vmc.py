@@ -21,7 +21,8 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.conventions import gaze_quaternion, to_unity
-from avatar_bridge.adapters.udp import RateGate, UdpTarget
+from avatar_bridge.adapters.registry import AdapterEntry
+from avatar_bridge.adapters.sender import UdpSender
 from avatar_bridge.types import FaceState
 
 log = logging.getLogger(__name__)
@@ -106,26 +107,21 @@ class VmcBundleEncoder:
         return b"".join(parts)
 
 
-class VmcSender:
+class VmcSender(UdpSender):
     """Streams FaceStates to a VMC marionette (VSeeFace, Warudo, VNyan, VMC, ...)."""
 
     name = "vmc"
 
     def __init__(self, config: VmcConfig = VmcConfig()) -> None:
+        super().__init__(config.host, config.port, config.rate_hz, log)
         self.config = config
-        self.udp = UdpTarget("vmc", config.host, config.port, log)
-        self.gate = RateGate(config.rate_hz)
         self.names = tuple(ARKIT_BLENDSHAPES) if config.arkit_names else VMC_PERFECT_SYNC_NAMES
         self.encoder = VmcBundleEncoder(self.names, config.eye_bones)
         self._t0 = time.monotonic()
 
-    def send(self, state: FaceState) -> None:
-        if not self.gate.allow():
-            return
-        self.udp.send(self.encoder.encode(state, time.monotonic() - self._t0))
+    def encode(self, state: FaceState, now: float) -> list[bytes]:
+        return [self.encoder.encode(state, now - self._t0)]
 
-    def stats(self) -> dict:
-        return {**self.udp.stats(), "dropped_rate": self.gate.dropped}
 
-    def close(self) -> None:
-        self.udp.close()
+ADAPTER = AdapterEntry("vmc", VmcConfig, VmcSender, summary="VMC (VSeeFace, Warudo, VNyan)",
+                       receiver_hint="VSeeFace/Warudo/VNyan: enable the VMC receiver on port {port}")

@@ -8,40 +8,37 @@
   re-sent every ``keepalive_s`` (VRChat drops OSC eye tracking after 10 s of silence);
 * listens on ``listen_port`` (VRChat sends to 9001) for ``/avatar/change``; then reads the avatar's
   parameter list (OSCQuery, else VRChat's OSC config JSON) and sends only parameters it has, matched
-  the way VRCFT matches them (address ends with "v2/<Name>"), and everything again.
+  the way VRCFT matches them (address ends with "v2/<Name>"), and everything again
+  (vrchat_avatar.py finds the avatar's parameters, oscquery.py finds VRChat).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import socket
 import struct
-import sys
-import threading
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from pythonosc.osc_bundle import OscBundle
-from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from avatar_bridge.adapters import oscquery
-from avatar_bridge.adapters.udp import RateGate, UdpTarget, bind_udp
+from avatar_bridge.adapters.registry import AdapterEntry
+from avatar_bridge.adapters.sender import UdpSender
+from avatar_bridge.adapters.udp import bind_udp
 from avatar_bridge.adapters.unified_expressions import GAZE_PARAMS, UNIFIED_PARAMS, unified_values
+from avatar_bridge.adapters.vrchat_avatar import avatar_changes, avatar_parameters, resolve_addresses
 from avatar_bridge.types import FaceState
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9000
-AVATAR_PARAMS = "/avatar/parameters/"
 EYE_PITCH_YAW = "/tracking/eye/LeftRightPitchYaw"
 EYES_CLOSED = "/tracking/eye/EyesClosedAmount"
+# Every v2 name we can drive, in the order they are sent.
+PARAMETER_NAMES: tuple[str, ...] = tuple(p.name for p in UNIFIED_PARAMS) + tuple(GAZE_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -84,37 +81,14 @@ def native_eye_values(state: FaceState) -> dict[str, tuple[float, ...]]:
             EYES_CLOSED: (closed,)}
 
 
-def load_avatar_config(path: str | os.PathLike) -> dict[str, str]:
-    """{input address: type} from a VRChat avatar OSC config JSON (parameters[].input)."""
-    with open(path, encoding="utf-8-sig") as fh:
-        doc = json.load(fh)
-    out = {}
-    for p in doc.get("parameters", []):
-        inp = p.get("input") if isinstance(p, dict) else None
-        if isinstance(inp, dict) and isinstance(inp.get("address"), str):
-            out[inp["address"]] = str(inp.get("type", ""))
+def vrchat_messages(state: FaceState, addresses: dict[str, str], native_eye: bool) -> list[tuple[str, tuple[float, ...]]]:
+    """(OSC address, float arguments) of every message for one frame, before the change filter (pure):
+    the avatar parameters in ``addresses`` ({v2 name: address}), then VRChat's own eye tracking."""
+    values = vrchat_values(state)
+    out = [(address, (values[name],)) for name, address in addresses.items()]
+    if native_eye:
+        out += list(native_eye_values(state).items())
     return out
-
-
-def resolve_addresses(names: list[str], available: dict[str, str] | None, prefix: str) -> dict[str, str]:
-    """{v2 name: OSC address}. Unknown avatar: everything under ``prefix``; known: only the float
-    parameters whose address ends with "v2/<name>" (VRCFT's rule), in its spelling."""
-    if available is None:
-        return {n: f"{AVATAR_PARAMS}{prefix}{n}" for n in names}
-    out = {}
-    for n in names:
-        suffix = "v2/" + n
-        for address, kind in available.items():
-            if address.startswith(AVATAR_PARAMS) and address.endswith(suffix) and kind.lower() in ("float", "f"):
-                out[n] = address
-                break
-    return out
-
-
-def default_avatar_config_dir() -> Path | None:
-    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        return Path(os.environ["LOCALAPPDATA"]).parent / "LocalLow" / "VRChat" / "VRChat" / "OSC"
-    return None
 
 
 class _FloatMessages:
@@ -136,36 +110,56 @@ class _FloatMessages:
         return pre + struct.pack(f">{len(values)}f", *values)
 
 
-class VrchatSender:
+class _ChangeFilter:
+    """Passes a message only when a value moved at least its threshold since last sent, and
+    everything once every ``keepalive_s`` (VRChat drops OSC eye tracking after 10 s of silence)."""
+
+    def __init__(self, threshold: float, angle_threshold: float, keepalive_s: float) -> None:
+        self.threshold, self.angle_threshold, self.keepalive_s = threshold, angle_threshold, keepalive_s
+        self._last: dict[str, tuple[float, ...]] = {}
+        self._last_full = 0.0
+        self.skipped = 0
+
+    def forget(self) -> None:
+        self._last.clear()
+
+    def changed(self, address: str, values: tuple[float, ...], now: float) -> bool:
+        if now - self._last_full > self.keepalive_s:
+            self._last.clear()
+            self._last_full = now
+        threshold = self.angle_threshold if address == EYE_PITCH_YAW else self.threshold
+        last = self._last.get(address)
+        if last is not None and all(abs(a - b) < threshold for a, b in zip(values, last)):
+            self.skipped += 1
+            return False
+        self._last[address] = values
+        return True
+
+
+class VrchatSender(UdpSender):
     """Drives a VRChat avatar's face-tracking parameters and eyes over OSC."""
 
     name = "vrchat"
 
     def __init__(self, config: VrchatConfig = VrchatConfig(),
                  discover: Callable[[float], oscquery.OscQueryService | None] = oscquery.discover_vrchat) -> None:
-        self.config = config
-        self.gate = RateGate(config.rate_hz)
-        self.encoder = _FloatMessages()
-        self._lock = threading.Lock()
-        self._last: dict[str, tuple[float, ...]] = {}
-        self._last_full = 0.0
-        self._service: oscquery.OscQueryService | None = None
-        self.avatar_id: str | None = None
-        self.avatar_changes = self.skipped_unchanged = 0
-        self._available: dict[str, str] | None = None
-        self._addresses = resolve_addresses(self._names(), None, config.prefix)
-        self._native = config.native_eye
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.listen_port: int | None = None
-
         if config.port is not None:
             port, self.port_reason = config.port, "set explicitly"
         else:
             port, self.port_reason = DEFAULT_PORT, "VRChat's default (OSCQuery lookup pending)"
-        self.udp = UdpTarget("vrchat", config.host, port, log)
+        super().__init__(config.host, port, config.rate_hz, log)
+        self.config = config
+        self.encoder = _FloatMessages()
+        self.filter = _ChangeFilter(config.threshold, config.angle_threshold_deg, config.keepalive_s)
+        self._service: oscquery.OscQueryService | None = None
+        self.avatar_id: str | None = None
+        self.avatar_changes = 0
+        self._addresses = resolve_addresses(list(PARAMETER_NAMES), None, config.prefix)
+        self._native = config.native_eye
+        self.listen_port: int | None = None
+
         if config.port is None and config.oscquery:
-            self._spawn(self._discover, discover, "vrchat-oscquery")
+            self.spawn(self._discover, discover, name="vrchat-oscquery")
         elif config.port is None:
             self.port_reason = "VRChat's default (OSCQuery disabled)"
             log.info("vrchat: sending to %s:%d, %s", config.host, port, self.port_reason)
@@ -179,18 +173,9 @@ class VrchatSender:
             else:
                 sock.settimeout(0.2)
                 self.listen_port = sock.getsockname()[1]
-                self._spawn(self._listen, sock, "vrchat-listen")
+                self.spawn(self._listen, sock, name="vrchat-listen")
 
     # --- background work -------------------------------------------------------------------
-    def _spawn(self, fn, arg, name: str) -> None:
-        t = threading.Thread(target=fn, args=(arg,), daemon=True, name=name)
-        self._threads.append(t)
-        t.start()
-
-    @staticmethod
-    def _names() -> list[str]:
-        return [p.name for p in UNIFIED_PARAMS] + list(GAZE_PARAMS)
-
     def _discover(self, discover) -> None:
         service = None
         try:
@@ -204,46 +189,28 @@ class VrchatSender:
         self._service = service
         self.port_reason = f"found by OSCQuery ({service.name} at {service.http_host}:{service.http_port})"
         log.info("vrchat: sending to %s:%d, %s", service.osc_host, service.osc_port, self.port_reason)
-        with self._lock:
-            old, self.udp = self.udp, UdpTarget("vrchat", service.osc_host, service.osc_port, log)
-        old.close()
+        self.retarget(service.osc_host, service.osc_port)
         self._load_avatar(None)
 
     def _listen(self, sock: socket.socket) -> None:
         with sock:
-            while not self._stop.is_set():
+            while not self.stopping.is_set():
                 try:
                     data = sock.recv(65536)
                 except (socket.timeout, OSError):
                     continue
-                for address, args in _osc_messages(data):
-                    if address == "/avatar/change" and args and isinstance(args[0], str):
-                        self._load_avatar(args[0])
+                for avatar_id in avatar_changes(data):
+                    self._load_avatar(avatar_id)
 
     def _load_avatar(self, avatar_id: str | None) -> None:
         """Find which parameters the avatar has, then resend everything."""
-        available, source = None, "none found; sending every parameter"
-        if self._service is not None:
-            try:
-                found_id, params = oscquery.fetch_avatar(self._service)
-                avatar_id = avatar_id or found_id
-                if params:
-                    available, source = params, "OSCQuery"
-            except (OSError, ValueError) as exc:
-                log.debug("vrchat: OSCQuery /avatar failed: %s", exc)
-        if available is None and avatar_id:
-            path = self._find_config(avatar_id)
-            if path is not None:
-                try:
-                    available, source = load_avatar_config(path), str(path)
-                except (OSError, ValueError) as exc:
-                    log.warning("vrchat: cannot read avatar config %s: %s", path, exc)
-        addresses = resolve_addresses(self._names(), available, self.config.prefix)
+        avatar_id, available, source = avatar_parameters(self._service, avatar_id, self.config.avatar_config_dir)
+        addresses = resolve_addresses(list(PARAMETER_NAMES), available, self.config.prefix)
         has_eye_params = any(n in addresses for n in GAZE_PARAMS + ("EyeLidLeft", "EyeLidRight"))
-        with self._lock:
-            self._available, self._addresses = available, addresses
+        with self.lock:
+            self._addresses = addresses
             self._native = self.config.native_eye and not (available is not None and has_eye_params)
-            self._last.clear()
+            self.filter.forget()
             if avatar_id:
                 self.avatar_id = avatar_id
                 self.avatar_changes += 1
@@ -251,72 +218,18 @@ class VrchatSender:
             log.info("vrchat: avatar %s: %d face parameters (%s)%s", avatar_id, len(addresses), source,
                      "" if self._native else "; its own eye parameters replace native eye tracking")
 
-    def _find_config(self, avatar_id: str) -> Path | None:
-        root = Path(self.config.avatar_config_dir) if self.config.avatar_config_dir else default_avatar_config_dir()
-        if root is None or not root.is_dir():
-            return None
-        for candidate in [root / f"{avatar_id}.json", *root.glob(f"*/Avatars/{avatar_id}.json")]:
-            if candidate.is_file():
-                return candidate
-        return None
-
     # --- per frame ---------------------------------------------------------------------------
-    def _changed(self, address: str, values: tuple[float, ...], threshold: float) -> bool:
-        last = self._last.get(address)
-        if last is not None and all(abs(a - b) < threshold for a, b in zip(values, last)):
-            self.skipped_unchanged += 1
-            return False
-        self._last[address] = values
-        return True
+    def encode(self, state: FaceState, now: float) -> list[bytes]:
+        with self.lock:
+            messages = vrchat_messages(state, self._addresses, self._native)
+            return [self.encoder.encode(address, values) for address, values in messages
+                    if self.filter.changed(address, values, now)]
 
-    def send(self, state: FaceState) -> None:
-        now = time.monotonic()
-        if not self.gate.allow(now):
-            return
-        values = vrchat_values(state)
-        with self._lock:
-            if now - self._last_full > self.config.keepalive_s:
-                self._last.clear()
-                self._last_full = now
-            packets = []
-            for name, address in self._addresses.items():
-                v = (values[name],)
-                if self._changed(address, v, self.config.threshold):
-                    packets.append(self.encoder.encode(address, v))
-            if self._native:
-                eye = native_eye_values(state)
-                if self._changed(EYE_PITCH_YAW, eye[EYE_PITCH_YAW], self.config.angle_threshold_deg):
-                    packets.append(self.encoder.encode(EYE_PITCH_YAW, eye[EYE_PITCH_YAW]))
-                if self._changed(EYES_CLOSED, eye[EYES_CLOSED], self.config.threshold):
-                    packets.append(self.encoder.encode(EYES_CLOSED, eye[EYES_CLOSED]))
-            udp = self.udp
-        for p in packets:
-            if not udp.send(p):
-                break  # one failure per frame is enough; the next frame retries
-
-    def stats(self) -> dict:
-        return {**self.udp.stats(), "dropped_rate": self.gate.dropped, "skipped_unchanged": self.skipped_unchanged,
-                "avatar": self.avatar_id, "avatar_changes": self.avatar_changes,
-                "parameters": len(self._addresses), "native_eye": self._native, "port_reason": self.port_reason}
-
-    def close(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=1.0)
-        self.udp.close()
+    def extra_stats(self) -> dict:
+        return {"skipped_unchanged": self.filter.skipped, "avatar": self.avatar_id,
+                "avatar_changes": self.avatar_changes, "parameters": len(self._addresses),
+                "native_eye": self._native, "port_reason": self.port_reason}
 
 
-def _osc_messages(data: bytes):
-    """(address, params) of every message in an OSC packet; malformed packets yield nothing."""
-    try:
-        if OscBundle.dgram_is_bundle(data):
-            for item in OscBundle(data):
-                if isinstance(item, OscMessage):
-                    yield item.address, item.params
-                elif isinstance(item, OscBundle):
-                    yield from _osc_messages(item.dgram)
-        else:
-            msg = OscMessage(data)
-            yield msg.address, msg.params
-    except Exception as exc:  # python-osc raises ParseError and others on garbage; log, don't die
-        log.debug("vrchat: ignored a malformed OSC packet (%s)", exc)
+ADAPTER = AdapterEntry("vrchat", VrchatConfig, VrchatSender, summary="VRChat OSC (VRCFaceTracking v2 parameters)",
+                       receiver_hint="VRChat: enable OSC in the Action Menu (Options > OSC > Enabled)")

@@ -1,9 +1,8 @@
-"""The ZeroMQ bus: a PUB socket for face/status/texture and a REP control socket (docs/protocol.md)."""
+"""The ZeroMQ bus: a PUB socket for face/status and a REP control socket (docs/protocol.md)."""
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -49,7 +48,7 @@ def _bind(sock: zmq.Socket, endpoint: str, what: str) -> None:
 
 
 class BusPublisher:
-    """Publishes FaceStates (topic ``face``), health (``status``) and textures; never blocks."""
+    """Publishes FaceStates (topic ``face``) and health (``status``); never blocks."""
 
     def __init__(self, config: BusConfig, context: zmq.Context | None = None) -> None:
         self.config = config
@@ -80,9 +79,6 @@ class BusPublisher:
     def publish_status(self, status: dict[str, Any]) -> None:
         self._send(wire.TOPIC_STATUS, wire.encode_map({"v": wire.SCHEMA_VERSION, **status}))
 
-    def publish_texture(self, jpeg: bytes, frame_index: int) -> None:
-        self._send(wire.TOPIC_TEXTURE, wire.encode_map({"v": wire.SCHEMA_VERSION, "frame": frame_index, "jpeg": jpeg}))
-
     def close(self) -> None:
         self._sock.close(linger=0)
 
@@ -108,18 +104,6 @@ class BusSubscriber:
         if len(parts) != 2:
             return (parts[0] if parts else b"", b"")
         return parts[0], parts[1]
-
-    def recv_face(self, timeout_ms: int = 1000) -> tuple[int, FaceState] | None:
-        """Next valid face message as (seq, FaceState); raises wire.WireError on a malformed one."""
-        deadline = time.monotonic() + timeout_ms / 1000
-        while True:
-            left = max(0, int((deadline - time.monotonic()) * 1000))
-            got = self.recv(left)
-            if got is None:
-                return None
-            topic, payload = got
-            if topic == wire.TOPIC_FACE:
-                return wire.decode_face(payload)
 
     def close(self) -> None:
         self._sock.close(linger=0)

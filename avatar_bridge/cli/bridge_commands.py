@@ -11,7 +11,8 @@ from typing import Any, Optional
 
 import typer
 
-from avatar_bridge.adapters.runner import ADAPTER_NAMES, AdapterThread, build_adapter, make_config
+from avatar_bridge.adapters.registry import adapter_entry, create_adapter, list_adapters, make_config
+from avatar_bridge.adapters.runner import AdapterThread
 from avatar_bridge.adapters.udp import port_owner
 from avatar_bridge.bus.sockets import DEFAULT_CONTROL
 from avatar_bridge.cli.common import BUS_OPTION, stop_on_signals, user_errors
@@ -29,7 +30,7 @@ BUS = BUS_OPTION
 
 def _run(name: str, bus: str, options: dict[str, Any]) -> None:
     with user_errors(ValueError, TypeError):
-        adapter = build_adapter(name, options)
+        adapter = create_adapter(name, options)
     thread = AdapterThread(adapter, bus)
     with stop_on_signals() as stop:
         _serve(name, bus, thread, stop)
@@ -121,12 +122,6 @@ def _udp_port_free(host: str, port: int) -> bool:
             return False
 
 
-RECEIVERS = {"vmc": "VSeeFace/Warudo/VNyan: enable the VMC receiver on port {port}",
-             "vrchat": "VRChat: enable OSC in the Action Menu (Options > OSC > Enabled)",
-             "livelink": "Unreal: Window > Live Link > Source > Live Link Face (or Apple ARKit) on port {port}",
-             "ifacialmocap": "VSeeFace/VTube Studio: choose iFacialMocap as the tracking source"}
-
-
 def _check_bus(bus: str, control: str) -> list[tuple[str, str, str, str]]:
     from avatar_bridge.bus.sockets import control_request
     try:
@@ -168,14 +163,19 @@ def _check_camera(index: int = 0) -> tuple[str, str, str, str]:
         cap.release()
 
 
-def _check_model() -> tuple[str, str, str, str]:
-    import blendshape_model
-    weights = Path(blendshape_model.__file__).parent / "weights"
-    files = sorted(p.name for p in weights.glob("*") if p.is_file()) if weights.is_dir() else []
-    if files:
-        return ("model", "OK", f"{weights}: {', '.join(files[:3])}", "")
-    return ("model", "WARN", f"no model weights in {weights}",
-            "reinstall avatar-bridge, or use the geometry estimator")
+def _check_estimators() -> list[tuple[str, str, str, str]]:
+    """Build every registered estimator once, so a missing or stale model shows here, not at `run`."""
+    from avatar_bridge.estimators.registry import EstimatorError, create_estimator, list_estimators
+    rows = []
+    for name in list_estimators():
+        try:
+            built = create_estimator(name)
+        except (EstimatorError, OSError, ValueError) as exc:
+            rows.append((f"model: {name}", "WARN", str(exc), "only needed for --estimator " + name))
+            continue
+        detail = f"runs {built.name}" if name == "auto" else "loads"
+        rows.append((f"model: {name}", "OK", detail, ""))
+    return rows
 
 
 def _check_target(name: str, config) -> list[tuple[str, str, str, str]]:
@@ -195,7 +195,7 @@ def _check_target(name: str, config) -> list[tuple[str, str, str, str]]:
         addr = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][4][0]
     except (socket.gaierror, UnicodeError) as exc:
         return rows + [(f"{name} target", "FAIL", f"cannot resolve {host!r}: {exc}", "fix the host: run --adapter-host (bridge NAME --host)")]
-    fix = RECEIVERS[name].format(port=port)
+    fix = adapter_entry(name).receiver_hint.format(port=port)
     if addr.startswith("127.") or addr == "::1":
         if _udp_port_free(addr, port):
             rows.append((f"{name} target", "WARN", f"nothing listens on {host}:{port} yet", fix))
@@ -212,8 +212,8 @@ def _check_target(name: str, config) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def doctor(adapters: str = typer.Option(",".join(ADAPTER_NAMES), "--adapters",
-                                        help="Comma-separated adapters to check."),
+def doctor(adapters: str = typer.Option(",".join(list_adapters()), "--adapters",
+                                        help=f"Comma-separated adapters to check, of {', '.join(list_adapters())}."),
            host: Optional[str] = typer.Option(None, "--host", help="Target host to check (default 127.0.0.1)."),
            bus: str = BUS, control: str = typer.Option(DEFAULT_CONTROL, "--control", help="Control endpoint."),
            camera: int = typer.Option(0, "--camera", help="Camera index to try."),
@@ -227,7 +227,7 @@ def doctor(adapters: str = typer.Option(",".join(ADAPTER_NAMES), "--adapters",
     rows += _check_bus(bus, control)
     if not skip_camera:
         rows.append(_check_camera(camera))
-    rows.append(_check_model())
+    rows += _check_estimators()
     for name in names:
         with user_errors(ValueError):
             config = make_config(name, {"host": host})

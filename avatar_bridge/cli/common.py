@@ -11,7 +11,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from avatar_bridge.adapters.registry import adapter_entry
 from avatar_bridge.bus.sockets import DEFAULT_CONTROL, DEFAULT_PUB
+from avatar_bridge.estimators.registry import estimator_help
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -52,8 +54,12 @@ def user_errors(*kinds: type[BaseException]) -> Iterator[None]:
         raise fail(str(exc)) from None
 
 
-ESTIMATOR_HELP = ("auto (the best shipped estimator: the neural model, which beats the geometry baseline "
-                  "on the held-out evaluation in docs/model_card.md), neural, or geometry.")
+ESTIMATOR_HELP = estimator_help()
+
+
+def adapter_flag(name: str, verb: str):
+    """An on/off adapter flag (``--vmc``) whose help comes from the adapter registry."""
+    return typer.Option(False, f"--{name}", help=f"{verb} {adapter_entry(name).summary}.")
 
 # The signal-chain switches shared by run, process and bench.
 SMOOTHING_OPTION = typer.Option("on", "--smoothing", metavar="on|off", help="One Euro smoothing.")

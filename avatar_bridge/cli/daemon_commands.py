@@ -17,14 +17,14 @@ from rich.text import Text
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.bus.sockets import BusError, BusSubscriber
 from avatar_bridge.conventions import head_yaw_pitch_roll
-from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
+from avatar_bridge.cli.common import (adapter_flag, BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
                                       LINK_BLINKS_OPTION, MIRROR_OPTION, PROFILE_OPTION, SMOOTHING_OPTION,
                                       console, err_console, fail, signal_overrides, user_errors)
 from avatar_bridge.cli.preview_commands import (NO_BROWSER_OPTION, PREVIEW_HOST_OPTION, PREVIEW_OPTION,
                                                PREVIEW_PORT_OPTION, PreviewConfig, start_preview)
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
 from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
-from avatar_bridge.runtime.pipeline import EstimatorError
+from avatar_bridge.estimators.registry import EstimatorError
 from avatar_bridge.signal.profile import ProfileError, default_profile_dir, profile_path
 from avatar_bridge.tracking.sources import SourceError, list_cameras
 from avatar_bridge.bus import wire
@@ -48,10 +48,10 @@ def run(
     mirror: bool = MIRROR_OPTION,
     link_blinks: bool = LINK_BLINKS_OPTION,
     profile: Optional[str] = PROFILE_OPTION,
-    vmc: bool = typer.Option(False, "--vmc", help="Send VMC (VSeeFace, Warudo, VNyan) to --vmc-port."),
-    vrchat: bool = typer.Option(False, "--vrchat", help="Send VRChat OSC (VRCFaceTracking v2 parameters)."),
-    livelink: bool = typer.Option(False, "--livelink", help="Send Live Link Face packets to Unreal."),
-    ifacialmocap: bool = typer.Option(False, "--ifacialmocap", help="Send iFacialMocap (VTube Studio, VSeeFace)."),
+    vmc: bool = adapter_flag("vmc", "Send"),
+    vrchat: bool = adapter_flag("vrchat", "Send"),
+    livelink: bool = adapter_flag("livelink", "Send"),
+    ifacialmocap: bool = adapter_flag("ifacialmocap", "Send"),
     adapter_host: Optional[str] = typer.Option(None, "--adapter-host", help="Where adapters send (default 127.0.0.1)."),
     vmc_port: Optional[int] = typer.Option(None, "--vmc-port", help="VMC port (default 39539)."),
     vrchat_port: Optional[int] = typer.Option(None, "--vrchat-port", help="VRChat OSC port (default: OSCQuery, else 9000)."),

@@ -12,7 +12,8 @@ from typing import Any, Iterator, Optional
 import typer
 from rich.markup import escape
 
-from avatar_bridge.cli.common import (stop_on_signals, BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
+from avatar_bridge.adapters.registry import list_adapters
+from avatar_bridge.cli.common import (adapter_flag, stop_on_signals, BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
                                       PROFILE_OPTION, SMOOTHING_OPTION, console, err_console, fail, on_off,
                                       user_errors)
 from avatar_bridge.takes.live_link_csv import LiveLinkCsvConfig, LiveLinkCsvError, export_csv, import_csv
@@ -145,9 +146,6 @@ def _record_via_daemon(take: Path, control: str, duration: Optional[float], over
 
 # --- replay --------------------------------------------------------------------------------------
 
-ADAPTER_FLAGS = ("vmc", "livelink", "vrchat", "ifacialmocap")
-
-
 def _adapter_options(pairs: list[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for pair in pairs:
@@ -176,10 +174,10 @@ def replay(
     loop: bool = typer.Option(False, "--loop", help="Start again at the end, until Ctrl-C."),
     start: Optional[str] = typer.Option(None, "--from", help="Start: seconds (2.5 or 2.5s) or a frame (150f)."),
     end: Optional[str] = typer.Option(None, "--to", help="Stop before: seconds or a frame (half-open range)."),
-    vmc: bool = typer.Option(False, "--vmc", help="Also send straight to the VMC adapter."),
-    livelink: bool = typer.Option(False, "--livelink", help="Also send straight to the Live Link Face adapter."),
-    vrchat: bool = typer.Option(False, "--vrchat", help="Also send straight to the VRChat OSC adapter."),
-    ifacialmocap: bool = typer.Option(False, "--ifacialmocap", help="Also send straight to the iFacialMocap adapter."),
+    vmc: bool = adapter_flag("vmc", "Also send straight out as"),
+    livelink: bool = adapter_flag("livelink", "Also send straight out as"),
+    vrchat: bool = adapter_flag("vrchat", "Also send straight out as"),
+    ifacialmocap: bool = adapter_flag("ifacialmocap", "Also send straight out as"),
     adapter_opt: list[str] = typer.Option([], "--adapter-opt", help="Adapter option, e.g. vmc.port=39540 (repeatable)."),
     no_bus: bool = typer.Option(False, "--no-bus", help="Do not publish on the bus (adapters only)."),
     salvage: bool = typer.Option(False, "--salvage", help=SALVAGE_HELP),
@@ -191,16 +189,17 @@ def replay(
         t = load_take(take, salvage)
         frames = select_frames(t.frames, TakePosition.parse(start) if start else None,
                                TakePosition.parse(end) if end else None)
-    chosen = [n for n, on in zip(ADAPTER_FLAGS, (vmc, livelink, vrchat, ifacialmocap)) if on]
+    wanted = {"vmc": vmc, "livelink": livelink, "vrchat": vrchat, "ifacialmocap": ifacialmocap}
+    chosen = [n for n in list_adapters() if wanted[n]]
     if no_bus and not chosen:
-        raise fail("--no-bus needs at least one adapter (--vmc, --livelink, --vrchat, --ifacialmocap)")
+        raise fail(f"--no-bus needs at least one adapter ({', '.join('--' + n for n in list_adapters())})")
     sinks, closers = [], []
     bus_side = None
     with stop_on_signals() as stop, _closing(closers):
         if chosen:
-            from avatar_bridge.adapters.runner import build_adapters
+            from avatar_bridge.adapters.registry import create_adapters
             with user_errors(ValueError, OSError):
-                adapters = build_adapters(chosen, _adapter_options(adapter_opt))
+                adapters = create_adapters(chosen, _adapter_options(adapter_opt))
             sinks += [a.send for a in adapters]
             closers += [a.close for a in adapters]
         with user_errors(ReplayError):
@@ -242,7 +241,7 @@ def process(
                                              help="CSV: write only the app's columns (no FaceDetected/Confidence)."),
 ) -> None:
     """Run the full pipeline over a video or image folder as fast as possible, into a take or a CSV."""
-    from avatar_bridge.runtime.pipeline import EstimatorError
+    from avatar_bridge.estimators.registry import EstimatorError
     from avatar_bridge.takes.process import ProcessInterrupted, run_process
     from avatar_bridge.signal.profile import ProfileError
     from avatar_bridge.tracking.sources import SourceError

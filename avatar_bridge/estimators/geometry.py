@@ -15,6 +15,7 @@ from avatar_bridge.tracking import face_landmarks as lm
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
 from avatar_bridge.tracking.head_pose import HeadPoseConfig, HeadPoseSolver
 from avatar_bridge.types import FaceObservation, FaceState
+from blendshape_model.contract import GEOMETRY_FEATURES
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ class GeometryEstimator:
 
     @staticmethod
     def features(pts: np.ndarray) -> dict[str, float]:
-        """The raw distances each shape is read from (see GeometryConfig for their ranges)."""
+        """The raw distances each shape is read from (see GeometryConfig for their ranges), named and
+        ordered as ``contract.GEOMETRY_FEATURES``: the neural network reads them in that order."""
         def dist(a: int, b: int) -> float:
             return float(np.linalg.norm(pts[a] - pts[b]))
 
@@ -86,7 +88,7 @@ class GeometryEstimator:
         mid_y = (pts[lm.LIP_INNER_TOP, 1] + pts[lm.LIP_INNER_BOTTOM, 1]) / 2
         for side, corner in (("Left", lm.L_MOUTH_CORNER), ("Right", lm.R_MOUTH_CORNER)):
             f[f"lift{side}"] = float(mid_y - pts[corner, 1])   # + when the corner is above the lip midline
-        return f
+        return {name: f[name] for name in GEOMETRY_FEATURES}
 
     def _corrected(self, f: dict[str, float]) -> dict[str, float]:
         c = self.config

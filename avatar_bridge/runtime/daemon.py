@@ -20,7 +20,8 @@ from typing import Any, Callable
 import numpy as np
 
 from avatar_bridge import __version__
-from avatar_bridge.adapters.runner import AdapterThread, build_adapters
+from avatar_bridge.adapters.registry import create_adapters
+from avatar_bridge.adapters.runner import AdapterThread
 from avatar_bridge.bus.sockets import BusConfig, BusPublisher, ControlServer, local_endpoint
 from avatar_bridge.signal.calibration import calibration_handlers
 from avatar_bridge.signal.tuning import signal_settings, tuning_handlers
@@ -130,7 +131,7 @@ class Daemon:
             handlers.update(control_handlers or {})
             self.control = ControlServer(config.bus, handlers)
             undo.callback(self.control.close)
-            adapters = build_adapters(list(config.adapters), config.adapters)
+            adapters = create_adapters(list(config.adapters), config.adapters)
             undo.pop_all()
         # Each adapter is its own bus subscriber thread, so a slow or failing one never blocks frames.
         self.adapter_threads = [AdapterThread(a, local_endpoint(config.bus.pub_endpoint)) for a in adapters]

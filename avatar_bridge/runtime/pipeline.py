@@ -5,27 +5,14 @@ Used by the daemon (live), ``process`` (offline) and ``bench``; it owns no socke
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from avatar_bridge.estimators.base import Estimator
+from avatar_bridge.estimators.registry import create_estimator
 from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
 from avatar_bridge.types import FaceObservation, FaceState, Frame
-
-log = logging.getLogger(__name__)
-
-ESTIMATORS = ("auto", "neural", "geometry", "landmarks")
-
-# What "auto" runs when the shipped model is installed: the better of the two on the held-out
-# evaluation (docs/model_card.md). Since v0.3 that is the network (v0.2 read blinks worse than the
-# geometry baseline); a model that falls behind the baseline again should turn this off.
-AUTO_PREFERS_NEURAL = True
-
-
-class EstimatorError(RuntimeError):
-    """The requested estimator cannot be built (e.g. no model file)."""
 
 
 class Stage(Protocol):
@@ -36,36 +23,14 @@ class Stage(Protocol):
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    estimator: str = "auto"              # auto: the best shipped estimator (AUTO_PREFERS_NEURAL)
+    estimator: str = "auto"              # a name in estimators/registry.py
     model_path: str | None = None        # an .onnx to use instead of the shipped one
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
 
 def build_estimator(config: PipelineConfig) -> Estimator:
-    """Build the estimator named in the config; ``auto`` falls back to geometry with a log line."""
-    from avatar_bridge.estimators.geometry import GeometryEstimator
-
-    if config.estimator not in ESTIMATORS:
-        raise EstimatorError(f"unknown estimator {config.estimator!r}; choose one of {', '.join(ESTIMATORS)}")
-    if config.estimator == "geometry":
-        return GeometryEstimator()
-    if config.estimator == "landmarks":
-        from avatar_bridge.estimators.landmark_net import LandmarkNetEstimator
-        try:
-            return LandmarkNetEstimator.from_path(config.model_path)
-        except FileNotFoundError as exc:
-            raise EstimatorError(f"the landmarks estimator is unavailable: {exc}. Use --estimator geometry") from exc
-    if config.estimator == "auto" and not AUTO_PREFERS_NEURAL and config.model_path is None:
-        log.info("estimator: geometry (the shipped neural model does not beat it yet; try --estimator neural)")
-        return GeometryEstimator()
-    try:
-        from avatar_bridge.estimators.neural import NeuralEstimator
-        return NeuralEstimator.from_path(config.model_path)
-    except (ImportError, FileNotFoundError) as exc:
-        if config.estimator == "neural":
-            raise EstimatorError(f"the neural estimator is unavailable: {exc}. Use --estimator geometry") from exc
-        log.info("no neural model available (%s); using the geometry estimator", exc)
-        return GeometryEstimator()
+    """The estimator the config names (estimators/registry.py); ``auto`` falls back to geometry with a log line."""
+    return create_estimator(config.estimator, config.model_path)
 
 
 @dataclass

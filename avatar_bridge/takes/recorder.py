@@ -285,8 +285,3 @@ class RecordingControl:
         if self.recorder is not None:
             self.stop()
 
-
-def recording_handlers(bus_endpoint: str, take_dir: str | Path = ".",
-                       header_provider: Callable[[], dict[str, Any]] | None = None) -> dict[str, Callable]:
-    """Control handlers for a daemon that does not need to close them explicitly (see RecordingControl)."""
-    return RecordingControl(bus_endpoint, take_dir, header_provider).handlers()

@@ -1,6 +1,6 @@
 // The preview page: draws the newest face state once per browser frame and sends the controls'
 // commands to the preview server, which forwards them to the daemon's control socket.
-import { THREE, GLTFLoader, decodeMsgpack } from "./vendor.js";
+import { THREE, GLTFLoader, decodeMsgpack } from "./vendor/vendor.js";
 
 const $ = (id) => document.getElementById(id);
 const GROUPS = [  // display groups of the 52 ARKit shapes, by name prefix
