@@ -37,6 +37,11 @@ def _registry() -> dict[str, tuple[type, type]]:
 ADAPTER_NAMES = ("vmc", "vrchat", "livelink", "ifacialmocap")
 
 
+def adapter_config_class(name: str) -> type:
+    """The config dataclass of the adapter called ``name`` (for checking a config file's table)."""
+    return _registry()[name][0]
+
+
 def make_config(name: str, options: dict[str, Any] | None = None):
     """The adapter's config dataclass from a plain dict; unknown keys are an error naming the valid ones."""
     registry = _registry()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 
 import typer
 
@@ -39,9 +40,17 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(_name).register(app)
+try:
+    for _name in COMMAND_MODULES:
+        importlib.import_module(_name).register(app)
+except KeyboardInterrupt:   # Ctrl-C in the second the imports take: a quiet exit, not a traceback
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:   # Ctrl-C before a command installed its own handling: one line, no traceback
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
