@@ -141,7 +141,7 @@ def build(cls: type, values: dict[str, Any], where: str = "") -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
-            raise ConfigError(f"unknown key {where}{key!r}; known: {', '.join(sorted(fields))}")
+            raise ConfigError(f"unknown key {where}{key}; known: {', '.join(sorted(fields))}")
         f = fields[key]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default) and isinstance(value, dict):

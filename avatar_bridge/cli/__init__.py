@@ -3,13 +3,39 @@
 
 from __future__ import annotations
 
-import importlib
-import logging
+import signal
 import sys
+import threading
 
-import typer
 
-from avatar_bridge.cli.native_logs import silence_native_logs
+class _InterruptWhileLoading:
+    """Ctrl-C while the command line's imports run only sets a flag, acted on once they are done: a
+    KeyboardInterrupt raised inside a C extension's initialisation becomes an ImportError with a traceback."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, *_: object) -> None:
+        self.hit = True
+
+    def release(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.hit:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+
+
+_loading = _InterruptWhileLoading()
+import importlib  # noqa: E402 - imported after the handler above on purpose
+import logging  # noqa: E402
+
+import typer  # noqa: E402
+
+from avatar_bridge.cli.native_logs import silence_native_logs  # noqa: E402
 
 app = typer.Typer(
     name="avatar-bridge",
@@ -40,12 +66,9 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
-try:
-    for _name in COMMAND_MODULES:
-        importlib.import_module(_name).register(app)
-except KeyboardInterrupt:   # Ctrl-C in the second the imports take: a quiet exit, not a traceback
-    print("interrupted", file=sys.stderr)
-    sys.exit(130)
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+_loading.release()
 
 
 def main() -> None:

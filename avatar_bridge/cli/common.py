@@ -38,6 +38,22 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
+@contextmanager
+def interrupt_noted() -> Iterator[threading.Event]:
+    """Ctrl-C while the block runs sets the event instead of raising: a KeyboardInterrupt raised while a
+    library loads (onnxruntime, MediaPipe) can surface as an ImportError that falls back to another estimator,
+    or be lost, so the caller checks the event afterwards and exits cleanly."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: event.set())
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def fail(message: str) -> typer.Exit:
     """Print one red line (no traceback) and return the Exit to raise."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)

@@ -19,8 +19,8 @@ from avatar_bridge.bus.sockets import BusError, BusSubscriber
 from avatar_bridge.conventions import head_yaw_pitch_roll
 from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, CONTROL_TOKEN_OPTION,
                                       ESTIMATOR_HELP, LINK_BLINKS_OPTION, MIRROR_OPTION, PROFILE_OPTION,
-                                      SMOOTHING_OPTION, console, err_console, fail, on_off, signal_overrides,
-                                      user_errors)
+                                      SMOOTHING_OPTION, console, err_console, fail, interrupt_noted, on_off,
+                                      signal_overrides, user_errors)
 from avatar_bridge.cli.preview_commands import (NO_BROWSER_OPTION, PREVIEW_HOST_OPTION, PREVIEW_OPTION,
                                                PREVIEW_PORT_OPTION, PreviewConfig, start_preview)
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
@@ -114,11 +114,13 @@ def run(
     overrides = _run_overrides(ctx, dict(ctx.params))
     with user_errors(ConfigError, SourceError, BusError, EstimatorError, ProfileError, ValueError):
         cfg = daemon_config(config, overrides)
-        try:
+        with interrupt_noted() as interrupted:
             daemon = Daemon(cfg)
-        except KeyboardInterrupt:   # Ctrl-C while the model loads: whatever was opened is closed again
-            err_console.print("interrupted while starting; nothing is running", highlight=False)
-            raise typer.Exit(code=130) from None
+    if interrupted.is_set():   # Ctrl-C while the model loaded: close what was opened, no traceback
+        daemon.stop()
+        daemon.close()
+        err_console.print("interrupted while starting; nothing is running", highlight=False)
+        raise typer.Exit(code=130)
     console.print(f"streaming [bold]{cfg.source.spec}[/] on {cfg.bus.pub_endpoint} "
                   f"(control {cfg.bus.control_endpoint}); Ctrl-C stops. Watch it with `avatar-bridge listen`.\n"
                   f"dropped = camera frames skipped because the previous one was still being processed "
