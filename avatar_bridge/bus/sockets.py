@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -52,17 +51,13 @@ ECHO_CHARS = 80
 
 
 def is_loopback_endpoint(endpoint: str) -> bool:
-    """Whether a bind endpoint only accepts connections from this machine (ipc/inproc, or tcp on 127.x/::1)."""
-    transport, _, rest = endpoint.partition("://")
-    if transport in ("ipc", "inproc"):
+    """Whether a ZeroMQ bind endpoint is reachable from this machine only (ipc/inproc, or tcp on loopback);
+    anything else (0.0.0.0, *, an interface name, a host name) is treated as reachable from outside."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
         return True
     host = rest.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:   # "*", an interface name or a host name: assume it is reachable from outside
-        return False
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def short(value: Any, limit: int = ECHO_CHARS) -> str:

@@ -30,7 +30,8 @@ class _InterruptWhileLoading:
 
 
 _loading = _InterruptWhileLoading()
-import importlib  # noqa: E402 - imported after the handler above on purpose
+import gc  # noqa: E402 - imported after the handler above on purpose
+import importlib  # noqa: E402
 import logging  # noqa: E402
 
 import typer  # noqa: E402
@@ -69,6 +70,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v",
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 _loading.release()
+gc.freeze()   # the modules just loaded live until exit: keeping them out of every collection makes exit faster
 
 
 def main() -> None:

@@ -22,18 +22,20 @@ from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OP
                                       SMOOTHING_OPTION, console, err_console, fail, interrupt_noted, on_off,
                                       signal_overrides, user_errors)
 from avatar_bridge.cli.preview_commands import (NO_BROWSER_OPTION, PREVIEW_HOST_OPTION, PREVIEW_OPTION,
-                                               PREVIEW_PORT_OPTION, PreviewConfig, start_preview)
+                                               PREVIEW_PORT_OPTION)
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
-from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
-from avatar_bridge.runtime.pipeline import EstimatorError
 from avatar_bridge.signal.profile import ProfileError, default_profile_dir, profile_path
-from avatar_bridge.tracking.sources import SourceError, list_cameras
 from avatar_bridge.bus import wire
+
+# The daemon, the pipeline and the sources (OpenCV, onnxruntime) are imported inside the commands that
+# use them: every other command (record, listen, ...) then starts, and exits, without loading them.
 
 SOURCE_HELP = "demo (built-in clip), camera:N, a video file, or a folder of images."
 
 
-def daemon_config(config: Optional[Path], overrides: dict) -> DaemonConfig:
+def daemon_config(config: Optional[Path], overrides: dict):
+    """The DaemonConfig of a config file with the given flags' values over it."""
+    from avatar_bridge.runtime.daemon import DaemonConfig
     return build(DaemonConfig, merge(read_config_file(config), overrides))
 
 
@@ -103,7 +105,7 @@ def run(
     control_token: Optional[str] = CONTROL_TOKEN_OPTION,
     takes_dir: Optional[Path] = typer.Option(None, "--takes-dir", help="Folder for recordings asked over the control "
                                              "socket (default: the user's data folder, see `status`)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [source], [pipeline], [signal], [bus], "
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [source], [bus], [pipeline], [signal], "
                                           "[adapters.NAME] tables; flags given override it."),
     preview: bool = PREVIEW_OPTION,
     preview_host: str = PREVIEW_HOST_OPTION,
@@ -111,6 +113,10 @@ def run(
     no_browser: bool = NO_BROWSER_OPTION,
 ) -> None:
     """Track a face and stream its blendshapes, head pose and gaze onto the bus until Ctrl-C."""
+    from avatar_bridge.runtime.daemon import Daemon
+    from avatar_bridge.runtime.pipeline import EstimatorError
+    from avatar_bridge.tracking.sources import SourceError
+
     overrides = _run_overrides(ctx, dict(ctx.params))
     with user_errors(ConfigError, SourceError, BusError, EstimatorError, ProfileError, ValueError):
         cfg = daemon_config(config, overrides)
@@ -128,9 +134,14 @@ def run(
     saved = profile_path(daemon.chain.profile.name, Path(cfg.profile_dir) if cfg.profile_dir else default_profile_dir())
     console.print(f"calibration profile: {daemon.chain.profile.name} " + (f"({saved})" if saved.is_file() else
                   "(none saved: raw values; `avatar-bridge calibrate` makes one)"), highlight=False, soft_wrap=True)
-    page = start_preview(PreviewConfig(host=preview_host, port=preview_port, bus_endpoint=cfg.bus.pub_endpoint,
-                                       control_endpoint=cfg.bus.control_endpoint),
-                         not no_browser, cleanup=daemon.close) if preview else None
+    page = None
+    if preview:
+        from avatar_bridge.cli.preview_commands import start_preview
+        from avatar_bridge.preview.server import PreviewConfig
+        page = start_preview(PreviewConfig(host=preview_host, port=preview_port, bus_endpoint=cfg.bus.pub_endpoint,
+                                           control_endpoint=cfg.bus.control_endpoint,
+                                           control_token=cfg.bus.control_token),
+                             not no_browser, cleanup=daemon.close)
     line = StatusLine()
     daemon.status_listeners.append(line.update)
     try:
@@ -256,6 +267,7 @@ class _Null:
 
 def devices() -> None:
     """List the cameras OpenCV can open (use one with `run --source camera:N`)."""
+    from avatar_bridge.tracking.sources import list_cameras
     cams = list_cameras()
     if not cams:
         console.print("no camera found. Plug one in, or use `avatar-bridge run --source demo` or a video file.")
@@ -277,6 +289,8 @@ def bench(
 ) -> None:
     """Time every stage on a source: median and p95 ms for decode, tracking, estimator, signal, publish."""
     from avatar_bridge.runtime.benchmark import run_pipeline_bench
+    from avatar_bridge.runtime.pipeline import EstimatorError
+    from avatar_bridge.tracking.sources import SourceError
     from avatar_bridge.signal.profile import default_profile_dir, load_or_default
     from avatar_bridge.signal.chain import SignalChain, SignalChainConfig
 

@@ -110,7 +110,8 @@ def _record(take: Path, bus: str, control: str, duration: Optional[float],
             if duration is not None and not s.frames and time.monotonic() - started > duration:
                 break
             live.update(f"{s.frames} frames, {s.duration_s:.1f} s, gaps {s.gaps}")
-            stop.wait(0.25)
+            # Short: a signal that lands on another thread is only handled when this one wakes up.
+            stop.wait(0.05)
     with user_errors(RecordingError):
         summary = recorder.stop()
     if not summary.frames:

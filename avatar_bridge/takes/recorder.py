@@ -100,7 +100,7 @@ class Recorder:
         self.connected = threading.Event()
         self.finished = threading.Event()
         self.error: BaseException | None = None
-        self._drain_s = 0.2
+        self._drain_s = 0.1
         self._stop_at: float | None = None
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self.started_at: float | None = None
@@ -120,7 +120,7 @@ class Recorder:
             time.sleep(0.05)  # the subscription travels to the publisher just after the handshake
         return self
 
-    def stop(self, drain_s: float = 0.2, timeout_s: float = 10.0) -> RecordingSummary:
+    def stop(self, drain_s: float = 0.1, timeout_s: float = 10.0) -> RecordingSummary:
         """Stop once what was already on its way has arrived (the bus quiet for QUIET_S), but at most
         ``drain_s`` after this call, so a stream that never pauses (a 30 fps daemon) still stops at
         once; close the take with its end record and return the summary."""
@@ -290,7 +290,8 @@ class RecordingControl:
     def start(self, req: dict[str, Any]) -> dict[str, Any]:
         if self.recorder is not None and self.recorder.running:
             raise RecordingError(f"already recording to {self.recorder.config.path}; send record.stop first")
-        name = check_take_name(req.get("path", default_take_name()))
+        path_given = req.get("path")
+        name = check_take_name(default_take_name() if path_given is None else path_given)
         overwrite = req.get("overwrite", False)
         if not isinstance(overwrite, bool):
             raise RecordingError(f"overwrite must be true or false, not {type(overwrite).__name__}")
