@@ -12,8 +12,8 @@ from helpers import cli, hermetic_env, start_daemon, stop, wait_for
 
 def test_record_via_daemon_writes_every_frame_it_published(endpoints, tmp_path):
     bus, control = endpoints
-    proc = start_daemon("--bus", bus, "--control", control)
-    take = tmp_path / "live.abr"
+    proc = start_daemon("--bus", bus, "--control", control, "--takes-dir", str(tmp_path))
+    take = tmp_path / "live.abr"   # in the daemon's takes folder, the only place record.start writes
     try:
         wait_for(lambda: _answers(control), timeout=40)
         result = subprocess.run(cli("record", str(take), "--via-daemon", "--control", control, "--bus", bus,

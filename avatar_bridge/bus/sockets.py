@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -33,6 +34,59 @@ class BusConfig:
     # Messages queued per subscriber before ZeroMQ drops for it; ~4 s at 60 fps, so a slow or
     # dead subscriber costs memory bounded by this and never blocks the daemon.
     send_hwm: int = 256
+    # A secret every control request must carry as "token". Required when the control socket is bound
+    # beyond loopback (anyone who can reach the port could otherwise record, recalibrate or stop takes);
+    # optional on loopback, where only this machine's processes can connect (docs/protocol.md).
+    control_token: str | None = None
+
+
+# Requests larger than this get an error reply without being decoded (the biggest real one, a
+# signal.set with every filter group, is a few hundred bytes). Beyond MAX_FRAME_BYTES ZeroMQ itself
+# drops the connection before we see the bytes, so a peer cannot make the daemon buffer more.
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+# How much of a client's text (a command name, an error) is ever echoed back or logged.
+ECHO_CHARS = 80
+
+
+def is_loopback_endpoint(endpoint: str) -> bool:
+    """Whether a ZeroMQ bind endpoint is reachable from this machine only (ipc/inproc, or tcp on loopback);
+    anything else (0.0.0.0, *, an interface name, a host name) is treated as reachable from outside."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def short(value: Any, limit: int = ECHO_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so a 10 MB field is never echoed or logged whole."""
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+class RateLimitedLog:
+    """Logs at most ``burst`` lines per ``window_s``; the rest are counted and reported in the next line
+    that gets through, so a flood of bad requests costs a few log lines, not megabytes."""
+
+    def __init__(self, logger: logging.Logger, burst: int = 5, window_s: float = 10.0) -> None:
+        self.logger, self.burst, self.window_s = logger, burst, window_s
+        self._window_start = -window_s
+        self._in_window = 0
+        self.suppressed = 0
+
+    def warning(self, message: str, exc_info: bool = False) -> None:
+        now = time.monotonic()
+        if now - self._window_start >= self.window_s:
+            self._window_start, self._in_window = now, 0
+        if self._in_window >= self.burst:
+            self.suppressed += 1
+            return
+        self._in_window += 1
+        if self.suppressed:
+            message += f" ({self.suppressed} similar line(s) suppressed)"
+            self.suppressed = 0
+        self.logger.warning("%s", message, exc_info=exc_info)
 
 
 def _bind(sock: zmq.Socket, endpoint: str, what: str) -> None:
@@ -114,43 +168,80 @@ ControlHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
 class ControlServer:
     """REP socket answering ``{"cmd": ...}`` maps; always replies, with ``{"ok": false, "error": ...}``
-    for anything it cannot serve, so a client never hangs."""
+    for anything it cannot serve (multipart, empty, oversized, not msgpack, unknown), so a client never
+    hangs and no request can put the socket in a state where it stops answering."""
 
     def __init__(self, config: BusConfig, handlers: dict[str, ControlHandler],
                  context: zmq.Context | None = None) -> None:
+        if config.control_token is not None and not config.control_token:
+            raise BusError("the control token is empty; give a secret of a few words, or none on loopback")
+        if not is_loopback_endpoint(config.control_endpoint) and not config.control_token:
+            raise BusError(f"the control socket {config.control_endpoint} is reachable from other machines, so it "
+                           "needs a secret: pass --control-token SECRET (clients send it as \"token\"), or bind it "
+                           "to 127.0.0.1")
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.REP)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         _bind(self._sock, config.control_endpoint, "control")
         self.handlers = handlers
+        self.token = config.control_token
         self.errors = 0
-        log.info("bus: control socket on %s", config.control_endpoint)
+        self._log = RateLimitedLog(log)
+        log.info("bus: control socket on %s%s", config.control_endpoint, " (token required)" if self.token else "")
+
+    def handle_parts(self, parts: list[bytes]) -> dict[str, Any]:
+        """The reply to one request, given as the frames it arrived in."""
+        if len(parts) != 1:
+            return {"ok": False, "error": f"a request is one message frame, not {len(parts)}; send one msgpack "
+                                          "map like {'cmd': 'status'}"}
+        return self.handle(parts[0])
 
     def handle(self, payload: bytes) -> dict[str, Any]:
+        if not payload:
+            return {"ok": False, "error": "empty request; send a msgpack map like {'cmd': 'status'}"}
+        if len(payload) > MAX_REQUEST_BYTES:
+            return {"ok": False, "error": f"request of {len(payload)} bytes is over the {MAX_REQUEST_BYTES}-byte "
+                                          "limit; control requests are small maps like {'cmd': 'status'}"}
         try:
             req = wire.decode_map(payload)
         except wire.WireError as exc:
-            return {"ok": False, "error": f"malformed request: {exc}. Send a msgpack map like {{'cmd': 'status'}}"}
+            return {"ok": False, "error": f"malformed request: {short(str(exc))}. Send a msgpack map like "
+                                          "{'cmd': 'status'}"}
+        if self.token is not None:
+            given = req.get("token")
+            if not (isinstance(given, str) and hmac.compare_digest(given.encode(), self.token.encode())):
+                return {"ok": False, "error": "this control socket needs the daemon's token: add \"token\" to the "
+                                              "request (the secret given to `run --control-token`)"}
         cmd = req.get("cmd")
         handler = self.handlers.get(cmd) if isinstance(cmd, str) else None
         if handler is None:
-            return {"ok": False, "error": f"unknown command {cmd!r}", "commands": sorted(self.handlers)}
+            return {"ok": False, "error": f"unknown command {short(cmd)}", "commands": sorted(self.handlers)}
         try:
             return {"ok": True, **handler(req)}
         except Exception as exc:  # a handler bug must not kill the daemon; the client is told
-            log.exception("control command %r failed", cmd)
-            return {"ok": False, "error": f"{cmd} failed: {exc}"}
+            self._log.warning(f"control command {short(cmd)} failed: {short(str(exc), 200)}",
+                              exc_info=not isinstance(exc, (ValueError, RuntimeError, OSError)))
+            return {"ok": False, "error": f"{short(cmd)} failed: {short(str(exc), 300)}"}
 
     def poll_once(self, timeout_ms: int = 0) -> bool:
         """Serve at most one pending request; returns whether one was served."""
         if not self._sock.poll(timeout_ms, zmq.POLLIN):
             return False
-        payload = self._sock.recv()
-        reply = self.handle(payload)
+        try:
+            # All frames are read, whatever their number: a REP socket that has not consumed the whole
+            # request refuses to send, and the next recv would fail for every later client too.
+            parts = self._sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:   # the peer went away between poll and recv
+            return False
+        reply = self.handle_parts(parts)
         if not reply.get("ok"):
             self.errors += 1
-            log.warning("control: %s", reply.get("error"))
-        self._sock.send(wire.encode_map(reply))
+            self._log.warning(f"control: {short(reply.get('error'), 200)}")
+        try:
+            self._sock.send(wire.encode_map(reply), zmq.NOBLOCK)
+        except zmq.ZMQError as exc:   # the requester is gone; REP drops the reply and is ready again
+            self._log.warning(f"control: reply not sent: {exc.strerror}")
         return True
 
     def close(self) -> None:
@@ -158,14 +249,15 @@ class ControlServer:
 
 
 def control_request(request: dict[str, Any], endpoint: str = DEFAULT_CONTROL, timeout_ms: int = 3000,
-                    context: zmq.Context | None = None) -> dict[str, Any]:
-    """Send one control request to a running daemon and return its reply map."""
+                    context: zmq.Context | None = None, token: str | None = None) -> dict[str, Any]:
+    """Send one control request to a running daemon and return its reply map (``token``: the daemon's
+    secret, needed when its control socket is bound beyond loopback)."""
     ctx = context or zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(endpoint)
     try:
-        sock.send(wire.encode_map(request))
+        sock.send(wire.encode_map({**request, "token": token} if token else request))
         if not sock.poll(timeout_ms, zmq.POLLIN):
             raise TimeoutError(f"no reply from {endpoint} within {timeout_ms} ms — is `avatar-bridge run` running?")
         return wire.decode_map(sock.recv())

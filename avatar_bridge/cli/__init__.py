@@ -3,12 +3,40 @@
 
 from __future__ import annotations
 
-import importlib
-import logging
+import signal
+import sys
+import threading
 
-import typer
 
-from avatar_bridge.cli.native_logs import silence_native_logs
+class _InterruptWhileLoading:
+    """Ctrl-C while the command line's imports run only sets a flag, acted on once they are done: a
+    KeyboardInterrupt raised inside a C extension's initialisation becomes an ImportError with a traceback."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, *_: object) -> None:
+        self.hit = True
+
+    def release(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.hit:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+
+
+_loading = _InterruptWhileLoading()
+import gc  # noqa: E402 - imported after the handler above on purpose
+import importlib  # noqa: E402
+import logging  # noqa: E402
+
+import typer  # noqa: E402
+
+from avatar_bridge.cli.native_logs import silence_native_logs  # noqa: E402
 
 app = typer.Typer(
     name="avatar-bridge",
@@ -41,7 +69,13 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v",
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
+_loading.release()
+gc.freeze()   # the modules just loaded live until exit: keeping them out of every collection makes exit faster
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:   # Ctrl-C before a command installed its own handling: one line, no traceback
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

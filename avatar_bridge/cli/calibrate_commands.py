@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from avatar_bridge.bus.sockets import DEFAULT_CONTROL, control_request
+from avatar_bridge.cli.common import CONTROL_TOKEN_OPTION
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,8 @@ PROMPTS = {
 
 
 def run_calibration(kind: str, seconds: float | None, profile: str | None, control: str,
-                    echo: Callable[[str], None], poll_s: float = 0.1, timeout_ms: int = 1500) -> int:
+                    echo: Callable[[str], None], poll_s: float = 0.1, timeout_ms: int = 1500,
+                    token: str | None = None) -> int:
     """Drive one calibration on the daemon at ``control``; returns the exit code."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -31,7 +33,7 @@ def run_calibration(kind: str, seconds: float | None, profile: str | None, contr
     if profile:
         request["profile"] = profile
     try:
-        reply = control_request(request, endpoint=control, timeout_ms=timeout_ms)
+        reply = control_request(request, endpoint=control, timeout_ms=timeout_ms, token=token)
     except TimeoutError:
         echo(f"no daemon on {control}: start `avatar-bridge run` first")
         return 1
@@ -50,7 +52,8 @@ def run_calibration(kind: str, seconds: float | None, profile: str | None, contr
                 return 1
             time.sleep(poll_s)
             try:
-                status = control_request({"cmd": "calibrate.status"}, endpoint=control, timeout_ms=timeout_ms)
+                status = control_request({"cmd": "calibrate.status"}, endpoint=control, timeout_ms=timeout_ms,
+                                         token=token)
             except TimeoutError:
                 echo(f"the daemon on {control} stopped answering during calibration")
                 return 1
@@ -73,7 +76,9 @@ def register(app: typer.Typer) -> None:
         range_: bool = typer.Option(False, "--range", help="Record your widest expressions instead of the neutral face."),
         seconds: Optional[float] = typer.Option(None, "--seconds", help="How long to record (default 2 s neutral, 8 s range)."),
         control: str = typer.Option(DEFAULT_CONTROL, "--control", help="The running daemon's control socket."),
+        control_token: Optional[str] = CONTROL_TOKEN_OPTION,
     ) -> None:
         """Record your neutral face (or, with --range, your widest expressions) and save a profile."""
-        code = run_calibration("range" if range_ else "neutral", seconds, profile, control, echo=typer.echo)
+        code = run_calibration("range" if range_ else "neutral", seconds, profile, control, echo=typer.echo,
+                               token=control_token)
         raise typer.Exit(code)

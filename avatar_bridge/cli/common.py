@@ -20,22 +20,41 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 BUS_OPTION = typer.Option(DEFAULT_PUB, "--bus", help="ZeroMQ endpoint of the bus (PUB side).")
 CONTROL_OPTION = typer.Option(DEFAULT_CONTROL, "--control", help="ZeroMQ endpoint of the control socket.")
+CONTROL_TOKEN_OPTION = typer.Option(None, "--control-token", envvar="AVATAR_BRIDGE_CONTROL_TOKEN",
+                                    help="The control socket's secret (required when it is bound beyond loopback; "
+                                         "clients send it as \"token\").")
 
 
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by Ctrl-C or SIGTERM while the block runs, for a clean stop (a take closed, an adapter stopped);
-    the previous handlers come back afterwards."""
+    """An event set by Ctrl-C, SIGTERM or SIGHUP (the terminal closed) while the block runs, for a clean stop
+    (a take closed, an adapter stopped); the previous handlers come back afterwards."""
     event = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield event
         return
-    previous = {sig: signal.signal(sig, lambda *_: event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, lambda *_: event.set()) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield event
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def interrupt_noted() -> Iterator[threading.Event]:
+    """Ctrl-C while the block runs sets the event instead of raising: a KeyboardInterrupt raised while a
+    library loads (onnxruntime, MediaPipe) can surface as an ImportError that falls back to another estimator,
+    or be lost, so the caller checks the event afterwards and exits cleanly."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: event.set())
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def fail(message: str) -> typer.Exit:

@@ -17,26 +17,68 @@ from rich.text import Text
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.bus.sockets import BusError, BusSubscriber
 from avatar_bridge.conventions import head_yaw_pitch_roll
-from avatar_bridge.cli.common import (adapter_flag, BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
-                                      LINK_BLINKS_OPTION, MIRROR_OPTION, PROFILE_OPTION, SMOOTHING_OPTION,
-                                      console, err_console, fail, signal_overrides, user_errors)
+from avatar_bridge.cli.common import (adapter_flag, BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, CONTROL_TOKEN_OPTION,
+                                      ESTIMATOR_HELP, LINK_BLINKS_OPTION, MIRROR_OPTION, PROFILE_OPTION,
+                                      SMOOTHING_OPTION, console, err_console, fail, interrupt_noted, on_off,
+                                      signal_overrides, user_errors)
 from avatar_bridge.cli.preview_commands import (NO_BROWSER_OPTION, PREVIEW_HOST_OPTION, PREVIEW_OPTION,
-                                               PREVIEW_PORT_OPTION, PreviewConfig, start_preview)
+                                               PREVIEW_PORT_OPTION)
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
-from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
-from avatar_bridge.estimators.registry import EstimatorError
 from avatar_bridge.signal.profile import ProfileError, default_profile_dir, profile_path
-from avatar_bridge.tracking.sources import SourceError, list_cameras
 from avatar_bridge.bus import wire
+
+# The daemon, the pipeline and the sources (OpenCV, onnxruntime) are imported inside the commands that
+# use them: every other command (record, listen, ...) then starts, and exits, without loading them.
 
 SOURCE_HELP = "demo (built-in clip), camera:N, a video file, or a folder of images."
 
 
-def daemon_config(config: Optional[Path], overrides: dict) -> DaemonConfig:
+def daemon_config(config: Optional[Path], overrides: dict):
+    """The DaemonConfig of a config file with the given flags' values over it."""
+    from avatar_bridge.runtime.daemon import DaemonConfig
     return build(DaemonConfig, merge(read_config_file(config), overrides))
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether flag ``name`` was typed (or set by its environment variable), not left at its default:
+    only such flags override the config file."""
+    # By the enum's name: typer 0.29 carries its own copy of click, older ones use click's.
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _run_overrides(ctx: typer.Context, p: dict) -> dict:
+    """The DaemonConfig tables the flags that were given stand for (``p``: run's parameters by name)."""
+    flags = {  # parameter -> (table, key, value); None as table: a top-level DaemonConfig field
+        "source": ("source", "spec", p["source"]), "loop": ("source", "loop", p["loop"]),
+        "fast": ("source", "realtime", not p["fast"]), "fps": ("source", "fps", p["fps"]),
+        "estimator": ("pipeline", "estimator", p["estimator"]),
+        "model": ("pipeline", "model_path", str(p["model"]) if p["model"] else None),
+        "mirror": ("signal", "mirror", p["mirror"]), "link_blinks": ("signal", "link_blinks", p["link_blinks"]),
+        "bus": ("bus", "pub_endpoint", p["bus"]), "control": ("bus", "control_endpoint", p["control"]),
+        "control_token": ("bus", "control_token", p["control_token"]),
+        "max_frames": (None, "max_frames", p["max_frames"]), "profile": (None, "profile", p["profile"]),
+        "takes_dir": (None, "takes_dir", str(p["takes_dir"]) if p["takes_dir"] else None),
+    }
+    out: dict = {}
+    for name, (table, key, value) in flags.items():
+        if _given(ctx, name) and value is not None:
+            (out.setdefault(table, {}) if table else out)[key] = value
+    for name in ("smoothing", "calibration"):
+        if _given(ctx, name):
+            out.setdefault("signal", {})[name] = on_off(p[name], f"--{name}")
+    host = {"host": p["adapter_host"]} if p["adapter_host"] else {}
+    wanted = {"vmc": {**host, "port": p["vmc_port"]}, "vrchat": {**host, "port": p["vrchat_port"]},
+              "livelink": {**host, "port": p["livelink_port"], "subject": p["livelink_subject"]},
+              "ifacialmocap": host}
+    adapters = {name: {k: v for k, v in opts.items() if v is not None} for name, opts in wanted.items() if p[name]}
+    if adapters:
+        out["adapters"] = adapters
+    return out
+
+
 def run(
+    ctx: typer.Context,
     source: str = typer.Option("demo", "--source", "-s", help=SOURCE_HELP),
     loop: bool = typer.Option(False, "--loop", help="Restart a video or image folder at its end."),
     fast: bool = typer.Option(False, "--as-fast-as-possible", help="Do not pace files at their frame rate."),
@@ -60,31 +102,31 @@ def run(
     bus: str = BUS_OPTION,
     control: str = CONTROL_OPTION,
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [source], [bus], [pipeline] tables."),
+    control_token: Optional[str] = CONTROL_TOKEN_OPTION,
+    takes_dir: Optional[Path] = typer.Option(None, "--takes-dir", help="Folder for recordings asked over the control "
+                                             "socket (default: the user's data folder, see `status`)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [source], [bus], [pipeline], [signal], "
+                                          "[adapters.NAME] tables; flags given override it."),
     preview: bool = PREVIEW_OPTION,
     preview_host: str = PREVIEW_HOST_OPTION,
     preview_port: int = PREVIEW_PORT_OPTION,
     no_browser: bool = NO_BROWSER_OPTION,
 ) -> None:
     """Track a face and stream its blendshapes, head pose and gaze onto the bus until Ctrl-C."""
-    overrides = {
-        "source": {"spec": source, "loop": loop, "realtime": not fast, "fps": fps},
-        "pipeline": {"estimator": estimator, **({"model_path": str(model)} if model else {})},
-        "bus": {"pub_endpoint": bus, "control_endpoint": control},
-        "signal": signal_overrides(smoothing, calibration, mirror, link_blinks),
-        **({"max_frames": max_frames} if max_frames else {}),
-        **({"profile": profile} if profile else {}),
-    }
-    host = {"host": adapter_host} if adapter_host else {}
-    wanted = {"vmc": (vmc, {**host, "port": vmc_port}), "vrchat": (vrchat, {**host, "port": vrchat_port}),
-              "livelink": (livelink, {**host, "port": livelink_port, "subject": livelink_subject}),
-              "ifacialmocap": (ifacialmocap, host)}
-    adapters = {name: {k: v for k, v in opts.items() if v is not None} for name, (on, opts) in wanted.items() if on}
-    if adapters:
-        overrides["adapters"] = adapters
+    from avatar_bridge.runtime.daemon import Daemon
+    from avatar_bridge.estimators.registry import EstimatorError
+    from avatar_bridge.tracking.sources import SourceError
+
+    overrides = _run_overrides(ctx, dict(ctx.params))
     with user_errors(ConfigError, SourceError, BusError, EstimatorError, ProfileError, ValueError):
         cfg = daemon_config(config, overrides)
-        daemon = Daemon(cfg)
+        with interrupt_noted() as interrupted:
+            daemon = Daemon(cfg)
+    if interrupted.is_set():   # Ctrl-C while the model loaded: close what was opened, no traceback
+        daemon.stop()
+        daemon.close()
+        err_console.print("interrupted while starting; nothing is running", highlight=False)
+        raise typer.Exit(code=130)
     console.print(f"streaming [bold]{cfg.source.spec}[/] on {cfg.bus.pub_endpoint} "
                   f"(control {cfg.bus.control_endpoint}); Ctrl-C stops. Watch it with `avatar-bridge listen`.\n"
                   f"dropped = camera frames skipped because the previous one was still being processed "
@@ -92,9 +134,14 @@ def run(
     saved = profile_path(daemon.chain.profile.name, Path(cfg.profile_dir) if cfg.profile_dir else default_profile_dir())
     console.print(f"calibration profile: {daemon.chain.profile.name} " + (f"({saved})" if saved.is_file() else
                   "(none saved: raw values; `avatar-bridge calibrate` makes one)"), highlight=False, soft_wrap=True)
-    page = start_preview(PreviewConfig(host=preview_host, port=preview_port, bus_endpoint=cfg.bus.pub_endpoint,
-                                       control_endpoint=cfg.bus.control_endpoint),
-                         not no_browser, cleanup=daemon.close) if preview else None
+    page = None
+    if preview:
+        from avatar_bridge.cli.preview_commands import start_preview
+        from avatar_bridge.preview.server import PreviewConfig
+        page = start_preview(PreviewConfig(host=preview_host, port=preview_port, bus_endpoint=cfg.bus.pub_endpoint,
+                                           control_endpoint=cfg.bus.control_endpoint,
+                                           control_token=cfg.bus.control_token),
+                             not no_browser, cleanup=daemon.close)
     line = StatusLine()
     daemon.status_listeners.append(line.update)
     try:
@@ -220,6 +267,7 @@ class _Null:
 
 def devices() -> None:
     """List the cameras OpenCV can open (use one with `run --source camera:N`)."""
+    from avatar_bridge.tracking.sources import list_cameras
     cams = list_cameras()
     if not cams:
         console.print("no camera found. Plug one in, or use `avatar-bridge run --source demo` or a video file.")
@@ -241,6 +289,8 @@ def bench(
 ) -> None:
     """Time every stage on a source: median and p95 ms for decode, tracking, estimator, signal, publish."""
     from avatar_bridge.runtime.benchmark import run_pipeline_bench
+    from avatar_bridge.estimators.registry import EstimatorError
+    from avatar_bridge.tracking.sources import SourceError
     from avatar_bridge.signal.profile import default_profile_dir, load_or_default
     from avatar_bridge.signal.chain import SignalChain, SignalChainConfig
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import webbrowser
-from typing import Callable
+from typing import Callable, Optional
 
 import typer
 
-from avatar_bridge.cli.common import BUS_OPTION, CONTROL_OPTION, console, err_console, fail, stop_on_signals
-from avatar_bridge.preview.server import PreviewConfig, PreviewError, PreviewThread, is_loopback
+from avatar_bridge.cli.common import BUS_OPTION, CONTROL_OPTION, CONTROL_TOKEN_OPTION, console, err_console, fail, stop_on_signals
+# The server (aiohttp) is imported only where a preview is served, so other commands start and exit faster.
 
 PREVIEW_OPTION = typer.Option(False, "--preview", help="Also serve the live preview page (http://127.0.0.1:8570) "
                                                        "and open it in the browser.")
@@ -22,6 +22,7 @@ NO_BROWSER_OPTION = typer.Option(False, "--no-browser", help="Serve the preview 
 def start_preview(config: PreviewConfig, open_browser: bool,
                   cleanup: Callable[[], None] = lambda: None) -> PreviewThread:
     """Start the preview server thread and say where it is; on failure run ``cleanup`` and exit with one line."""
+    from avatar_bridge.preview.server import PreviewError, PreviewThread, is_loopback
     try:
         thread = PreviewThread(config).start()
     except PreviewError as exc:
@@ -39,12 +40,16 @@ def start_preview(config: PreviewConfig, open_browser: bool,
 def preview(
     bus: str = BUS_OPTION,
     control: str = CONTROL_OPTION,
+    control_token: Optional[str] = CONTROL_TOKEN_OPTION,
     preview_host: str = PREVIEW_HOST_OPTION,
     preview_port: int = PREVIEW_PORT_OPTION,
     no_browser: bool = NO_BROWSER_OPTION,
 ) -> None:
     """Serve the live preview page for a daemon that is already running (or a replay), until Ctrl-C."""
-    config = PreviewConfig(host=preview_host, port=preview_port, bus_endpoint=bus, control_endpoint=control)
+    from avatar_bridge.preview.server import PreviewConfig
+
+    config = PreviewConfig(host=preview_host, port=preview_port, bus_endpoint=bus, control_endpoint=control,
+                           control_token=control_token)
     with stop_on_signals() as stop:
         thread = start_preview(config, not no_browser)
         console.print(f"watching {bus} (control {control}); it waits for a daemon if none is running. Ctrl-C stops.")

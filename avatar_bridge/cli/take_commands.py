@@ -13,7 +13,8 @@ import typer
 from rich.markup import escape
 
 from avatar_bridge.adapters.registry import list_adapters
-from avatar_bridge.cli.common import (adapter_flag, stop_on_signals, BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
+from avatar_bridge.cli.common import (adapter_flag, stop_on_signals, BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION,
+                                      CONTROL_TOKEN_OPTION, ESTIMATOR_HELP,
                                       PROFILE_OPTION, SMOOTHING_OPTION, console, err_console, fail, on_off,
                                       user_errors)
 from avatar_bridge.takes.live_link_csv import LiveLinkCsvConfig, LiveLinkCsvError, export_csv, import_csv
@@ -75,11 +76,14 @@ def _daemon_status(control: str) -> dict:
 
 
 def record(
-    take: Path = typer.Argument(..., help="The take file to write (.abr by convention)."),
+    take: Path = typer.Argument(..., help="The take file to write (.abr by convention); with --via-daemon a "
+                                "plain name, written into the daemon's takes folder."),
     bus: str = BUS_OPTION,
     control: str = CONTROL_OPTION,
+    control_token: Optional[str] = CONTROL_TOKEN_OPTION,
     via_daemon: bool = typer.Option(False, "--via-daemon", help="Ask the running daemon to record (control "
-                                    "socket record.start/record.stop) instead of subscribing from here."),
+                                    "socket record.start/record.stop) into its takes folder instead of "
+                                    "subscribing from here."),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Stop after this many seconds."),
     frames: Optional[int] = typer.Option(None, "--frames", "-n", help="Stop after this many frames."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Nominal fps for the header (default: the daemon's)."),
@@ -88,15 +92,15 @@ def record(
 ) -> None:
     """Record every face message on the bus into a take until Ctrl-C (or --duration/--frames)."""
     with stop_on_signals() as stop:
-        _record(take, bus, control, via_daemon, duration, frames, fps, profile, overwrite, stop)
+        if via_daemon:
+            _record_via_daemon(take, control, control_token, duration, overwrite, stop)
+        else:
+            _record(take, bus, control, duration, frames, fps, profile, overwrite, stop)
 
 
-def _record(take: Path, bus: str, control: str, via_daemon: bool, duration: Optional[float],
+def _record(take: Path, bus: str, control: str, duration: Optional[float],
             frames: Optional[int], fps: Optional[float], profile: Optional[str], overwrite: bool,
             stop: threading.Event) -> None:
-    if via_daemon:
-        _record_via_daemon(take, control, duration, overwrite, stop)
-        return
     status = _daemon_status(control)
     prof = profile_to_header(_load_profile(profile)) if profile else status.get("profile")
     config = RecorderConfig(
@@ -116,7 +120,8 @@ def _record(take: Path, bus: str, control: str, via_daemon: bool, duration: Opti
             if duration is not None and not s.frames and time.monotonic() - started > duration:
                 break
             live.update(f"{s.frames} frames, {s.duration_s:.1f} s, gaps {s.gaps}")
-            stop.wait(0.25)
+            # Short: a signal that lands on another thread is only handled when this one wakes up.
+            stop.wait(0.05)
     with user_errors(RecordingError):
         summary = recorder.stop()
     if not summary.frames:
@@ -126,11 +131,20 @@ def _record(take: Path, bus: str, control: str, via_daemon: bool, duration: Opti
     console.print(summary.describe(), highlight=False)
 
 
-def _record_via_daemon(take: Path, control: str, duration: Optional[float], overwrite: bool,
+def _record_via_daemon(take: Path, control: str, token: Optional[str], duration: Optional[float], overwrite: bool,
                        stop: threading.Event) -> None:
     from avatar_bridge.bus.sockets import control_request
+    if take.parent != Path("."):
+        # The daemon writes only into its own takes folder; a folder here is accepted when it is that one.
+        with user_errors(TimeoutError):
+            status = control_request({"cmd": "status"}, control, token=token)
+        takes_dir = status.get("takes_dir")
+        if not takes_dir or take.parent.resolve() != Path(takes_dir).resolve():
+            raise fail(f"with --via-daemon the daemon writes into its takes folder ({takes_dir or 'see its status'}); "
+                       f"give a plain name such as {take.name!r}, or record from here without --via-daemon")
     with user_errors(TimeoutError):
-        reply = control_request({"cmd": "record.start", "path": str(take.resolve()), "overwrite": overwrite}, control)
+        reply = control_request({"cmd": "record.start", "path": take.name, "overwrite": overwrite}, control,
+                                token=token)
     if not reply.get("ok"):
         hint = ("; this daemon has no recording commands, so record from here: drop --via-daemon"
                 if "unknown command" in str(reply.get("error")) else "")
@@ -138,7 +152,7 @@ def _record_via_daemon(take: Path, control: str, duration: Optional[float], over
     console.print(f"the daemon is recording into [bold]{reply.get('path')}[/]; Ctrl-C stops")
     stop.wait(duration)
     with user_errors(TimeoutError):
-        reply = control_request({"cmd": "record.stop"}, control, timeout_ms=15000)
+        reply = control_request({"cmd": "record.stop"}, control, timeout_ms=15000, token=token)
     if not reply.get("ok"):
         raise fail(f"record.stop failed: {reply.get('error')}")
     console.print(reply.get("summary", reply), highlight=False)

@@ -55,6 +55,7 @@ class PreviewConfig:
     camera_hz: float = 15.0            # camera frames per second while a tab shows the camera view
     gone_after_s: float = 2.5          # status comes at 1 Hz: this long without any message, the daemon is gone
     control_timeout_s: float = 3.0
+    control_token: str | None = None   # the daemon's secret, when its control socket is bound beyond loopback
 
     @property
     def url(self) -> str:
@@ -186,7 +187,8 @@ class PreviewServer:
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(endpoint)
         try:
-            await sock.send(wire.encode_map(request))
+            token = self.config.control_token
+            await sock.send(wire.encode_map({**request, "token": token} if token else request))
             if not await sock.poll(int(self.config.control_timeout_s * 1000), zmq.POLLIN):
                 return {"ok": False, "error": f"the daemon did not answer on {endpoint} within "
                                               f"{self.config.control_timeout_s:g} s; is `avatar-bridge run` running?"}

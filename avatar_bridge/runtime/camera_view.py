@@ -14,6 +14,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from avatar_bridge.bus.sockets import is_loopback_endpoint
 from avatar_bridge.types import FaceObservation, Frame
 
 
@@ -25,15 +26,6 @@ class CameraViewError(RuntimeError):
 class CameraViewConfig:
     max_width: int = 480       # frames are scaled down to this width: a preview, not a recording
     jpeg_quality: int = 75
-
-
-def is_loopback_endpoint(endpoint: str) -> bool:
-    """Whether a ZeroMQ bind endpoint is reachable from this machine only (ipc/inproc, or tcp on loopback)."""
-    scheme, _, rest = endpoint.partition("://")
-    if scheme in ("ipc", "inproc"):
-        return True
-    host = rest.rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 class CameraView:

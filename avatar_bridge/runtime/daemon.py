@@ -28,7 +28,7 @@ from avatar_bridge.signal.tuning import signal_settings, tuning_handlers
 from avatar_bridge.runtime.camera_view import CameraView, CameraViewConfig
 from avatar_bridge.runtime.pipeline import Pipeline, PipelineConfig
 from avatar_bridge.signal.profile import default_profile_dir, load_or_default
-from avatar_bridge.takes.recorder import RecordingControl
+from avatar_bridge.takes.recorder import RecordingControl, default_take_dir
 from avatar_bridge.signal.chain import SignalChain, SignalChainConfig
 from avatar_bridge.tracking.sources import SourceConfig, open_source
 from avatar_bridge.types import Frame
@@ -49,6 +49,14 @@ class DaemonConfig:
     adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
     status_hz: float = 1.0
     max_frames: int | None = None        # stop after this many processed frames (tests, bench)
+    # Where record.start over the control socket writes (plain file names only); None: the user's data
+    # directory, e.g. ~/.local/share/avatar-bridge/takes on Linux (recorder.default_take_dir).
+    takes_dir: str | None = None
+
+
+# Control requests served per pass of the frame loop: a client flooding the socket then slows its own
+# replies, never the faces (the rest wait in ZeroMQ's queue for the next pass).
+CONTROL_REQUESTS_PER_FRAME = 16
 
 
 class FrameSlot:
@@ -120,7 +128,8 @@ class Daemon:
             undo.callback(self.pipeline.close)
             self.bus = BusPublisher(config.bus)
             undo.callback(self.bus.close)
-            self.recording = RecordingControl(local_endpoint(config.bus.pub_endpoint), header_provider=lambda: {
+            takes_dir = Path(config.takes_dir).expanduser() if config.takes_dir else default_take_dir()
+            self.recording = RecordingControl(local_endpoint(config.bus.pub_endpoint), takes_dir, header_provider=lambda: {
                 "source": config.source.spec, "fps": getattr(self.source, "fps", 30.0),
                 "profile": self.chain.profile.to_toml_dict()})
             self.camera_view = CameraView(CameraViewConfig(), config.bus.control_endpoint)
@@ -183,6 +192,7 @@ class Daemon:
             "dropped_frames": self.slot.dropped,
             "frame_errors": self.frame_errors,
             "control_errors": self.control.errors,
+            "takes_dir": str(self.recording.take_dir),    # where record.start writes (docs/takes.md)
             "stages": self.stats.summary(),
         }
         for key, provider in self.status_providers.items():
@@ -201,8 +211,9 @@ class Daemon:
         next_status = time.monotonic()
         try:
             while not self._stop.is_set():
-                while self.control.poll_once(0):
-                    pass
+                for _ in range(CONTROL_REQUESTS_PER_FRAME):
+                    if not self.control.poll_once(0):
+                        break
                 now = time.monotonic()
                 if now >= next_status:
                     status = self.status()
@@ -242,8 +253,9 @@ class Daemon:
         self.stats.publish_times.append(time.monotonic())
 
     def run_forever(self) -> None:
-        """``run`` with SIGINT/SIGTERM wired to a clean stop (main thread only)."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        """``run`` with SIGINT/SIGTERM/SIGHUP wired to a clean stop (main thread only): a closed terminal
+        (SIGHUP) still leaves a recording in progress with its end record."""
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: self.stop())
         self.run()
 

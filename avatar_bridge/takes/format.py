@@ -16,9 +16,12 @@ maintained library offers an append-only, crash-tolerant, resyncable msgpack log
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import math
 import os
+import stat
 import struct
 import time
 import zlib
@@ -167,28 +170,60 @@ class TakeWriterConfig:
     overwrite: bool = False            # refuse to replace an existing take unless asked
 
 
+def _open_regular_file(path: Path, overwrite: bool) -> int:
+    """Open ``path`` for writing without following a symlink, without blocking on a FIFO or device, and only
+    if it is (or becomes) a regular file; an existing one is emptied only with ``overwrite``."""
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+             | (0 if overwrite else os.O_EXCL))
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileExistsError:
+        raise TakeError(f"{path} already exists; pick another name or pass --overwrite") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise TakeError(f"{path} is a symbolic link; takes are only written to regular files") from None
+        if exc.errno == errno.ENXIO:
+            raise TakeError(f"{path} is a FIFO or socket; takes are only written to regular files") from None
+        raise TakeError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TakeError(f"{path} is not a regular file (a device, FIFO or folder); takes are only written to "
+                            "regular files")
+        if overwrite:
+            os.ftruncate(fd, 0)   # only now: truncating on open would have emptied a device or FIFO target
+    except BaseException as exc:
+        os.close(fd)
+        if isinstance(exc, OSError):
+            raise TakeError(f"cannot replace {path}: {exc.strerror}") from None
+        raise
+    return fd
+
+
 class TakeWriter:
     """Appends frames to a new take file; call ``maybe_flush`` when idle and ``close`` at the end."""
 
     def __init__(self, path: str | Path, header: TakeHeader, config: TakeWriterConfig = TakeWriterConfig()) -> None:
         self.path = Path(path)
         self.config = config
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if config.overwrite else os.O_EXCL)
+        self._fd = _open_regular_file(self.path, config.overwrite)
         try:
-            self._fd = os.open(self.path, flags, 0o644)
-        except FileExistsError:
-            raise TakeError(f"{self.path} already exists; pick another name or pass --overwrite") from None
+            self.header = replace(header, start_time=header.start_time or now_iso())
+            self._buf = bytearray(FILE_MAGIC)
+            self._buf += encode_record(KIND_HEADER, msgpack.packb(self.header.to_map(), use_bin_type=True))
+            self.frames = 0
+            self.bytes_written = 0
+            self.first_t: float | None = None
+            self.last_t: float | None = None
+            self._last_flush = self._last_fsync = time.monotonic()
+            self.flush(fsync=True)
         except OSError as exc:
-            raise TakeError(f"cannot create {self.path}: {exc.strerror}") from None
-        self.header = replace(header, start_time=header.start_time or now_iso())
-        self._buf = bytearray(FILE_MAGIC)
-        self._buf += encode_record(KIND_HEADER, msgpack.packb(self.header.to_map(), use_bin_type=True))
-        self.frames = 0
-        self.bytes_written = 0
-        self.first_t: float | None = None
-        self.last_t: float | None = None
-        self._last_flush = self._last_fsync = time.monotonic()
-        self.flush(fsync=True)
+            # A first write that fails (a full disk, a file size limit) must not leak the descriptor
+            # or leave an empty file that later looks like a take.
+            os.close(self._fd)
+            self._fd = -1
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            raise TakeError(f"cannot write {self.path}: {exc.strerror}") from None
 
     def write_message(self, message: bytes, t: float) -> None:
         """Append one bus ``face`` payload (already validated) received at take time ``t`` seconds."""

@@ -15,17 +15,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import platformdirs
 import zmq
 
 from avatar_bridge.bus import wire
 from avatar_bridge.bus.sockets import DEFAULT_PUB
-from avatar_bridge.takes.format import TAKE_SUFFIX, TakeHeader, TakeWriter, TakeWriterConfig
+from avatar_bridge.takes.format import TAKE_SUFFIX, TakeError, TakeHeader, TakeWriter, TakeWriterConfig
 
 log = logging.getLogger(__name__)
 
 
 class RecordingError(RuntimeError):
     """A recording that cannot start or is not running; the text says what to do."""
+
+
+# After stop, a gap this long on the bus means nothing more is in flight (loopback delivers in < 1 ms).
+QUIET_S = 0.05
+MAX_TAKE_NAME = 200
 
 
 def connect_endpoint(endpoint: str) -> str:
@@ -94,7 +100,8 @@ class Recorder:
         self.connected = threading.Event()
         self.finished = threading.Event()
         self.error: BaseException | None = None
-        self._drain_s = 0.2
+        self._drain_s = 0.1
+        self._stop_at: float | None = None
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self.started_at: float | None = None
 
@@ -104,15 +111,21 @@ class Recorder:
         """Start the thread; returns once connected to the publisher (or after ``connect_timeout_s``
         if no publisher is up yet; it connects as soon as one appears)."""
         self.started_at = time.monotonic()
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError as exc:   # no thread to close the take: close it here
+            self.writer.close({"incomplete": "the recorder thread could not start"})
+            raise RecordingError(f"cannot start recording to {self.config.path}: {exc}") from None
         if self.connected.wait(connect_timeout_s):
             time.sleep(0.05)  # the subscription travels to the publisher just after the handshake
         return self
 
-    def stop(self, drain_s: float = 0.2, timeout_s: float = 10.0) -> RecordingSummary:
-        """Stop after the bus has been quiet for ``drain_s`` (so frames in flight are kept), close the
-        take with its end record and return the summary."""
+    def stop(self, drain_s: float = 0.1, timeout_s: float = 10.0) -> RecordingSummary:
+        """Stop once what was already on its way has arrived (the bus quiet for QUIET_S), but at most
+        ``drain_s`` after this call, so a stream that never pauses (a 30 fps daemon) still stops at
+        once; close the take with its end record and return the summary."""
         self._drain_s = drain_s
+        self._stop_at = time.monotonic()
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
@@ -137,16 +150,17 @@ class Recorder:
     # --- thread ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        sock = self._ctx.socket(zmq.SUB)
-        # No receive limit: a recorder must not drop; it writes far faster than any camera delivers.
-        sock.setsockopt(zmq.RCVHWM, 0)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SUBSCRIBE, wire.TOPIC_FACE)
-        monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(monitor, zmq.POLLIN)
-        try:
+        sock = monitor = None
+        try:   # sockets are made inside: if the process is out of handles, the take is still closed
+            sock = self._ctx.socket(zmq.SUB)
+            # No receive limit: a recorder must not drop; it writes far faster than any camera delivers.
+            sock.setsockopt(zmq.RCVHWM, 0)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SUBSCRIBE, wire.TOPIC_FACE)
+            monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            poller.register(monitor, zmq.POLLIN)
             sock.connect(connect_endpoint(self.config.bus_endpoint))
             quiet_since: float | None = None
             while True:
@@ -163,15 +177,17 @@ class Recorder:
                 if self._stop.is_set():
                     now = time.monotonic()
                     quiet_since = now if got or quiet_since is None else quiet_since
-                    if now - quiet_since >= self._drain_s:
+                    if now - quiet_since >= QUIET_S or now - (self._stop_at or now) >= self._drain_s:
                         break
         except BaseException as exc:  # reported by stop(); the take keeps what was flushed
             log.exception("recorder failed")
             self.error = exc
         finally:
-            sock.disable_monitor()
-            monitor.close(linger=0)
-            sock.close(linger=0)
+            if monitor is not None:
+                sock.disable_monitor()
+                monitor.close(linger=0)
+            if sock is not None:
+                sock.close(linger=0)
             try:
                 self.writer.close(self._end_summary())
                 self.summary.bytes = self.writer.bytes_written
@@ -231,11 +247,31 @@ def default_take_name() -> str:
     return _dt.datetime.now().strftime("take-%Y%m%d-%H%M%S") + TAKE_SUFFIX
 
 
+def default_take_dir() -> Path:
+    """Where the daemon's own recordings go for this user, e.g. ~/.local/share/avatar-bridge/takes."""
+    return Path(platformdirs.user_data_dir("avatar-bridge")) / "takes"
+
+
+def check_take_name(name: Any) -> str:
+    """A take name from a control request: a plain file name, so a request can only ever create a file in
+    the takes folder (no separators, no '..', no '~', no hidden or control characters)."""
+    if not isinstance(name, str):
+        raise RecordingError(f"path must be a file name (a string), not {type(name).__name__}")
+    shown = name if len(name) <= 60 else name[:60] + "..."
+    if (not name or len(name) > MAX_TAKE_NAME or "/" in name or "\\" in name or name.startswith((".", "~"))
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise RecordingError(f"path {shown!r} must be a plain file name such as 'take1.abr' (no folders, "
+                             f"'..', '~' or leading '.'; at most {MAX_TAKE_NAME} characters); the daemon writes "
+                             "into its takes folder")
+    return name
+
+
 class RecordingControl:
     """The daemon's ``record.start`` / ``record.stop`` / ``record.status`` control commands.
 
     ``header_provider`` returns header fields known to the daemon ({"source", "fps", "profile"}).
-    One recording at a time; relative paths resolve against ``take_dir``.
+    One recording at a time. A request names only a file in ``take_dir`` (created on first use): any
+    process that can reach the control socket can ask, so it must not be able to write anywhere else.
     """
 
     def __init__(self, bus_endpoint: str, take_dir: str | Path = ".",
@@ -254,15 +290,26 @@ class RecordingControl:
     def start(self, req: dict[str, Any]) -> dict[str, Any]:
         if self.recorder is not None and self.recorder.running:
             raise RecordingError(f"already recording to {self.recorder.config.path}; send record.stop first")
-        path = Path(str(req.get("path") or default_take_name())).expanduser()
-        if not path.is_absolute():
-            path = self.take_dir / path
+        path_given = req.get("path")
+        name = check_take_name(default_take_name() if path_given is None else path_given)
+        overwrite = req.get("overwrite", False)
+        if not isinstance(overwrite, bool):
+            raise RecordingError(f"overwrite must be true or false, not {type(overwrite).__name__}")
+        try:
+            self.take_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordingError(f"cannot create the takes folder {self.take_dir}: {exc.strerror}") from None
+        path = self.take_dir / name
         info = dict(self.header_provider() if self.header_provider else {})
         config = RecorderConfig(
             path=str(path), bus_endpoint=self.bus_endpoint, fps=float(info.get("fps") or 60.0),
             source=str(info.get("source", "")), profile=info.get("profile"),
-            writer=TakeWriterConfig(overwrite=bool(req.get("overwrite", False))))
-        self.recorder = Recorder(config, self._ctx).start()
+            writer=TakeWriterConfig(overwrite=overwrite))
+        try:
+            recorder = Recorder(config, self._ctx)
+        except TakeError as exc:
+            raise RecordingError(str(exc)) from None
+        self.recorder = recorder.start()
         return {"recording": True, "path": str(path.resolve())}
 
     def stop(self, req: dict[str, Any] | None = None) -> dict[str, Any]:
