@@ -59,7 +59,7 @@ def test_the_shipped_default_catches_real_blinks_jaw_opens_and_smiles(clips):
     auto = report["estimators"]["auto"]
     for kind in ("blink", "jaw_open", "smile"):
         caught, events = auto["by_type"][kind]
-        assert caught >= 0.9 * events, (kind, auto["misses"])
+        assert caught >= 0.85 * events, (kind, auto["misses"])
     caught = sum(auto["by_type"][k][0] for k in ("blink", "jaw_open", "smile"))
     assert caught >= 0.9 * sum(auto["by_type"][k][1] for k in ("blink", "jaw_open", "smile"))
     # No blink, jaw or smile fires on a neutral frame (the avatar does not blink or grin at rest).

@@ -39,12 +39,16 @@ def estimate(tracker, estimator, image: np.ndarray):
     return estimator.estimate(obs)
 
 
-def test_the_shipped_model_loads_by_name_and_auto_follows_the_documented_choice():
-    from avatar_bridge.estimators.registry import AUTO_PREFERS_NEURAL
+def test_the_shipped_models_load_by_name_and_auto_follows_the_documented_choice(tmp_path, monkeypatch):
+    from avatar_bridge.estimators import landmark_net
+    from avatar_bridge.estimators.registry import AUTO_ORDER
 
-    assert build_estimator(PipelineConfig(estimator="neural")).name == "neural"
-    assert build_estimator(PipelineConfig(estimator="geometry")).name == "geometry"
-    assert build_estimator(PipelineConfig()).name == ("neural" if AUTO_PREFERS_NEURAL else "geometry")
+    for name in ("neural", "geometry", "landmarks"):
+        assert build_estimator(PipelineConfig(estimator=name)).name == name
+    assert build_estimator(PipelineConfig()).name == AUTO_ORDER[0] == "landmarks"
+    # Without the landmark weights, auto falls back to the next in the order, with no error.
+    monkeypatch.setattr(landmark_net, "SHIPPED_LANDMARK_MODEL", tmp_path / "absent.onnx")
+    assert build_estimator(PipelineConfig()).name == AUTO_ORDER[1]
 
 
 # --- rendered faces with known weights ----------------------------------------------------------

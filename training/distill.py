@@ -55,6 +55,7 @@ class DistillConfig:
     lr: float = 2e-3
     seed: int = 0
     val_share: float = 0.05
+    labels: str = ""                    # .npz to keep the teacher's labels in and reuse (same data/sampling)
 
 
 # --- landmark sets ------------------------------------------------------------------------------
@@ -214,6 +215,28 @@ def fit_output_gain(student_out: np.ndarray, truth: np.ndarray, min_r: float = 0
     return gain, report
 
 
+def _labelled_sets(config: DistillConfig, base: np.ndarray, is_val: np.ndarray, rng: np.random.Generator,
+                   progress: bool) -> tuple[np.ndarray, ...]:
+    """Training and validation sets with the teacher's labels; from ``config.labels`` when it holds
+    the labels of the same data and sampling (labelling is most of a run's time on 2 cores)."""
+    key = json.dumps({k: v for k, v in asdict(config).items()
+                      if k not in ("hidden", "epochs", "batch", "lr", "out", "labels")}, sort_keys=True)
+    path = Path(config.labels) if config.labels else None
+    if path is not None and path.exists():
+        with np.load(path) as d:
+            if str(d["key"]) == key:
+                return d["x"], d["y"], d["xv"], d["yv"]
+    aug = LandmarkAugmenter(base[~is_val], config, rng)
+    teacher = Teacher()
+    x = np.concatenate([base[~is_val], aug.sample(config.samples)])
+    y = teacher_labels(teacher, x, progress)
+    xv, yv = base[is_val], teacher_labels(teacher, base[is_val], progress)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, key=key, x=x, y=y, xv=xv, yv=yv)
+    return x, y, xv, yv
+
+
 def train(config: DistillConfig, progress: bool = True) -> dict:
     import torch
 
@@ -226,11 +249,7 @@ def train(config: DistillConfig, progress: bool = True) -> dict:
     # Hold out whole sequences so validation is not a neighbouring frame of a training one.
     val_seq = np.unique(seq)[rng.random(len(np.unique(seq))) < config.val_share]
     is_val = np.isin(seq, val_seq)
-    aug = LandmarkAugmenter(base[~is_val], config, rng)
-    teacher = Teacher()
-    x = np.concatenate([base[~is_val], aug.sample(config.samples)])
-    y = teacher_labels(teacher, x, progress)
-    xv, yv = base[is_val], teacher_labels(teacher, base[is_val], progress)
+    x, y, xv, yv = _labelled_sets(config, base, is_val, rng, progress)
     t_label = time.time() - t0
 
     student = build_student(config.hidden)

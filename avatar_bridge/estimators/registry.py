@@ -12,10 +12,11 @@ from avatar_bridge.estimators.base import Estimator
 
 log = logging.getLogger(__name__)
 
-# What "auto" runs when the shipped model is installed: the better of the two on the held-out
-# evaluation (docs/model_card.md has the numbers and the history); a model that falls behind the
-# geometry baseline again should turn this off.
-AUTO_PREFERS_NEURAL = True
+# What "auto" runs: the first of these that can be built, in the order of the real-face evaluation
+# (`python -m training.evaluate_real`; numbers in docs/model_card.md): the distilled landmark network
+# catches the most real events, the geometry baseline the next. The CNN+GRU, best on renders, is
+# last on real faces and runs only when asked for (or when --model names a CNN+GRU file).
+AUTO_ORDER = ("landmarks", "geometry")
 
 
 class EstimatorError(RuntimeError):
@@ -58,25 +59,25 @@ def _landmarks(model_path: str | None) -> Estimator:
 
 
 def _auto(model_path: str | None) -> Estimator:
-    if not AUTO_PREFERS_NEURAL and model_path is None:
-        log.info("estimator: geometry (the shipped neural model does not beat it yet; try --estimator neural)")
-        return _geometry(None)
-    try:
+    if model_path is not None:          # --model names a CNN+GRU file (the landmarks one: --estimator landmarks)
         return _neural(model_path)
-    except EstimatorError as exc:
-        # A stale model is worth a warning; no model at all (a slim install) only an info line.
-        level = logging.WARNING if isinstance(exc.__cause__, ValueError) else logging.INFO
-        log.log(level, "no neural model available (%s); using the geometry estimator", exc.__cause__ or exc)
-        return _geometry(None)
+    for name in AUTO_ORDER:
+        try:
+            return _REGISTRY[name].build(None)
+        except EstimatorError as exc:
+            # A stale model is worth a warning; no model at all (a slim install) only an info line.
+            level = logging.WARNING if isinstance(exc.__cause__, ValueError) else logging.INFO
+            log.log(level, "auto: %s is unavailable (%s); trying the next", name, exc.__cause__ or exc)
+    raise EstimatorError("no estimator could be built")   # unreachable: geometry needs no file
 
 
 _REGISTRY: dict[str, EstimatorEntry] = {e.name: e for e in (
-    EstimatorEntry("auto", "the best shipped estimator: the neural model, which beats the geometry baseline "
-                           "on the held-out evaluation in docs/model_card.md, else geometry", _auto),
-    EstimatorEntry("neural", "the CNN+GRU on the face crop (ONNX)", _neural),
+    EstimatorEntry("auto", "the best installed estimator on real faces: landmarks, else geometry "
+                           "(docs/model_card.md)", _auto),
+    EstimatorEntry("neural", "the CNN+GRU on the face crop (ONNX; best on renders, behind on real faces)", _neural),
     EstimatorEntry("geometry", "landmark ratios and PnP, no model file", _geometry),
-    EstimatorEntry("landmarks", "the small network on landmarks alone, distilled from MediaPipe's "
-                                "blendshape model", _landmarks),
+    EstimatorEntry("landmarks", "the small network on landmarks, distilled from MediaPipe's blendshape "
+                                "model, with geometry's blinks and jaw", _landmarks),
 )}
 
 
