@@ -47,6 +47,8 @@ class FaceState:
     is a head looking straight into the camera. ``head_position`` metres in camera axes
     (z < 0 in front of the camera). ``gaze_left``/``gaze_right`` (yaw, pitch) radians per eye,
     yaw > 0 towards the performer's left, pitch > 0 up. Times are monotonic seconds.
+    ``untracked`` names the face regions (``avatar_bridge.regions.REGIONS``) nobody saw this frame,
+    e.g. eyes, gaze and brows under a headset; their values are neutral, not estimates.
     """
 
     blendshapes: np.ndarray
@@ -59,6 +61,7 @@ class FaceState:
     t_capture: float = 0.0
     t_publish: float = 0.0
     frame_index: int = -1
+    untracked: frozenset[str] = frozenset()
 
     @staticmethod
     def neutral(**kwargs) -> "FaceState":

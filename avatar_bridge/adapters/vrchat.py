@@ -34,6 +34,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from avatar_bridge.adapters import oscquery
 from avatar_bridge.adapters.udp import RateGate, UdpTarget, bind_udp
 from avatar_bridge.adapters.unified_expressions import GAZE_PARAMS, UNIFIED_PARAMS, unified_values
+from avatar_bridge.regions import SHAPE_REGION
 from avatar_bridge.types import FaceState
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,20 @@ class VrchatConfig:
     discovery_timeout_s: float = 1.5
 
 
+def untracked_parameters(untracked: frozenset[str]) -> frozenset[str]:
+    """The v2 parameters left unsent for these untracked regions: any parameter reading a shape of
+    one of them (half a guess is still a guess), and the gaze parameters when gaze is untracked."""
+    if not untracked:
+        return frozenset()
+    out = {p.name for p in UNIFIED_PARAMS if any(SHAPE_REGION[arkit] in untracked for arkit, _ in p.terms)}
+    if "gaze" in untracked:
+        out.update(GAZE_PARAMS)
+    return frozenset(out)
+
+
 def vrchat_values(state: FaceState) -> dict[str, float]:
-    """{v2 parameter name: value} for one frame (pure)."""
+    """{v2 parameter name: value} for one frame (pure). Parameters of untracked regions are left
+    out, so whatever else drives them (a headset's own eye tracking through VRCFT) keeps them."""
     values = unified_values(state.blendshapes)
     out = {p.name: float(v) for p, v in zip(UNIFIED_PARAMS, values)}
     (ly, lp), (ry, rp) = state.gaze_left, state.gaze_right
@@ -73,15 +86,23 @@ def vrchat_values(state: FaceState) -> dict[str, float]:
     # VRCFT gaze: X + = right (ours: yaw + = left), Y + = up.
     out.update(EyeLeftX=t(-ly), EyeLeftY=t(lp), EyeRightX=t(-ry), EyeRightY=t(rp), EyeY=t((lp + rp) / 2))
     assert set(GAZE_PARAMS) <= set(out)
+    for name in untracked_parameters(state.untracked):
+        del out[name]
     return out
 
 
 def native_eye_values(state: FaceState) -> dict[str, tuple[float, ...]]:
-    """VRChat's own eye-tracking addresses for one frame (pure)."""
+    """VRChat's own eye-tracking addresses for one frame (pure); each is left out when its region
+    (gaze, eyes) is untracked, so the headset's eye tracking is not overridden."""
     (ly, lp), (ry, rp) = state.gaze_left, state.gaze_right
     closed = float(np.mean(state.blendshapes[[0, 7]]))  # eyeBlinkLeft, eyeBlinkRight
-    return {EYE_PITCH_YAW: (-math.degrees(lp), -math.degrees(ly), -math.degrees(rp), -math.degrees(ry)),
-            EYES_CLOSED: (closed,)}
+    out = {EYE_PITCH_YAW: (-math.degrees(lp), -math.degrees(ly), -math.degrees(rp), -math.degrees(ry)),
+           EYES_CLOSED: (closed,)}
+    if "gaze" in state.untracked:
+        del out[EYE_PITCH_YAW]
+    if "eyes" in state.untracked:
+        del out[EYES_CLOSED]
+    return out
 
 
 def load_avatar_config(path: str | os.PathLike) -> dict[str, str]:
@@ -280,14 +301,17 @@ class VrchatSender:
                 self._last_full = now
             packets = []
             for name, address in self._addresses.items():
+                if name not in values:      # an untracked region: not ours to drive
+                    continue
                 v = (values[name],)
                 if self._changed(address, v, self.config.threshold):
                     packets.append(self.encoder.encode(address, v))
             if self._native:
                 eye = native_eye_values(state)
-                if self._changed(EYE_PITCH_YAW, eye[EYE_PITCH_YAW], self.config.angle_threshold_deg):
+                if EYE_PITCH_YAW in eye and self._changed(EYE_PITCH_YAW, eye[EYE_PITCH_YAW],
+                                                          self.config.angle_threshold_deg):
                     packets.append(self.encoder.encode(EYE_PITCH_YAW, eye[EYE_PITCH_YAW]))
-                if self._changed(EYES_CLOSED, eye[EYES_CLOSED], self.config.threshold):
+                if EYES_CLOSED in eye and self._changed(EYES_CLOSED, eye[EYES_CLOSED], self.config.threshold):
                     packets.append(self.encoder.encode(EYES_CLOSED, eye[EYES_CLOSED]))
             udp = self.udp
         for p in packets:
