@@ -38,6 +38,25 @@ class FaceObservation:
 
 
 @dataclass(frozen=True)
+class LowerFaceObservation:
+    """Headset mode's tracker output (``tracking/headset.py``): the lower face, wherever it was found.
+
+    ``crop`` is the (S, S, 3) uint8 RGB lower face (``tracking/lower_face.py``), cut from ``box``
+    (x, y, w, h image pixels). ``source`` says where the box came from: ``"face"`` (the face mesh
+    fitted, ``landmarks`` as in FaceObservation), ``"held"`` (its last fit, held a moment), ``"roi"``
+    (the region the user set) or ``"frame"`` (a mouth camera: the whole frame); only ``"face"`` has
+    landmarks.
+    """
+
+    frame: Frame
+    crop: np.ndarray
+    box: tuple[float, float, float, float]
+    source: str
+    landmarks: np.ndarray | None = None
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
 class FaceState:
     """Everything an avatar needs for one frame.
 

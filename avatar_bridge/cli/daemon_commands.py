@@ -19,7 +19,8 @@ from avatar_bridge.bus.sockets import BusError, BusSubscriber
 from avatar_bridge.conventions import head_yaw_pitch_roll
 from avatar_bridge.cli.common import (BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, ESTIMATOR_HELP,
                                       LINK_BLINKS_OPTION, MIRROR_OPTION, PROFILE_OPTION, SMOOTHING_OPTION,
-                                      console, err_console, fail, signal_overrides, user_errors)
+                                      HEADSET_OPTION, MOUTH_CAMERA_OPTION, ROI_OPTION, console, err_console,
+                                      fail, headset_overrides, signal_overrides, user_errors)
 from avatar_bridge.cli.preview_commands import (NO_BROWSER_OPTION, PREVIEW_HOST_OPTION, PREVIEW_OPTION,
                                                PREVIEW_PORT_OPTION, PreviewConfig, start_preview)
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
@@ -48,6 +49,9 @@ def run(
     mirror: bool = MIRROR_OPTION,
     link_blinks: bool = LINK_BLINKS_OPTION,
     profile: Optional[str] = PROFILE_OPTION,
+    headset: bool = HEADSET_OPTION,
+    roi: Optional[str] = ROI_OPTION,
+    mouth_camera: bool = MOUTH_CAMERA_OPTION,
     vmc: bool = typer.Option(False, "--vmc", help="Send VMC (VSeeFace, Warudo, VNyan) to --vmc-port."),
     vrchat: bool = typer.Option(False, "--vrchat", help="Send VRChat OSC (VRCFaceTracking v2 parameters)."),
     livelink: bool = typer.Option(False, "--livelink", help="Send Live Link Face packets to Unreal."),
@@ -69,7 +73,8 @@ def run(
     """Track a face and stream its blendshapes, head pose and gaze onto the bus until Ctrl-C."""
     overrides = {
         "source": {"spec": source, "loop": loop, "realtime": not fast, "fps": fps},
-        "pipeline": {"estimator": estimator, **({"model_path": str(model)} if model else {})},
+        "pipeline": {"estimator": estimator, **({"model_path": str(model)} if model else {}),
+                     **headset_overrides(headset, roi, mouth_camera)},
         "bus": {"pub_endpoint": bus, "control_endpoint": control},
         "signal": signal_overrides(smoothing, calibration, mirror, link_blinks),
         **({"max_frames": max_frames} if max_frames else {}),
