@@ -132,3 +132,11 @@ def test_without_steamvr_the_companion_says_so_in_one_line():
     proc = subprocess.run([sys.executable, "-m", "avatar_bridge_openvr", "--help"], cwd=PLUGIN,
                           capture_output=True, text=True, env=hermetic_env(PYTHONPATH=f"{ROOT}:{PLUGIN}"), timeout=60)
     assert proc.returncode == 0 and "--bus" in proc.stdout and "Recenter" in proc.stdout
+
+
+def test_a_bad_head_pose_is_refused_in_one_line_and_the_daemon_goes_on(daemon):
+    for bad in ({"cmd": "head.set"}, {"cmd": "head.set", "q": [0, 0, 0, 0]}, {"cmd": "head.set", "q": [1, "x", 0, 0]},
+                {"cmd": "head.set", "q": [float("nan"), 0, 0, 1]}):
+        reply = control_request(bad, daemon[1])
+        assert reply["ok"] is False and "quaternion" in reply["error"] and "\n" not in reply["error"]
+    assert control_request({"cmd": "ping"}, daemon[1])["pong"] is True

@@ -51,7 +51,7 @@ class ExternalHead:
     def set(self, request: dict[str, Any]) -> dict[str, Any]:
         q = _quaternion(request.get("q"))
         if q is None:
-            return {"error": "head.set needs 'q': a quaternion [x, y, z, w] of four finite numbers, not all 0"}
+            return {"ok": False, "error": "head.set needs 'q': a quaternion [x, y, z, w] of four finite numbers, not all 0"}
         self._raw = Rotation.from_quat(q)
         if self._offset is None:          # no recenter yet: the first pose counts as "facing the camera"
             self._offset = self._raw.inv()
@@ -63,7 +63,7 @@ class ExternalHead:
     def recenter(self, request: dict[str, Any]) -> dict[str, Any]:
         """The performer faces the camera now: the current pose becomes the published rest pose."""
         if self._raw is None:
-            return {"error": "head.recenter: no head pose received yet (is the OpenVR plugin running?)"}
+            return {"ok": False, "error": "head.recenter: no head pose received yet (is the OpenVR companion running?)"}
         self._offset = self._raw.inv()
         self.recentered += 1
         return {"ok": True, "recentered": self.recentered}

@@ -13,7 +13,7 @@ from typing import Protocol
 from avatar_bridge.estimators.base import Estimator
 from avatar_bridge.regions import neutralise_untracked
 from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
-from avatar_bridge.types import FaceObservation, FaceState, Frame
+from avatar_bridge.types import FaceObservation, FaceState, Frame, LowerFaceObservation
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class Pipeline:
     tracker: FaceTracker                 # or tracking.headset.HeadsetTracker in headset mode
     estimator: Estimator
     chain: Stage | None = None
-    last_observation: FaceObservation | None = None    # of the last frame processed (the camera view)
+    last_observation: FaceObservation | LowerFaceObservation | None = None   # of the last frame (the camera view)
 
     untracked: frozenset[str] = frozenset()             # what a no-face frame marks untracked
 
