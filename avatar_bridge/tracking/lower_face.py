@@ -1,10 +1,9 @@
 """The lower-face region in headset mode: where it is, and the square crop the lower-face network reads.
 
-A headset hides the face from the nose up, so the region is placed from points a visor leaves
-visible (or that MediaPipe still fits under it): the two jaw points level with the nose base and the
-nose base itself. Training (``training/headset_data.py``) places its crops from the same three points
-on ICT-FaceKit renders (Multi-PIE points 2, 14 and 33, which these MediaPipe indices match within a
-few pixels), so the network sees the same framing at run time.
+Training (``training/headset_data.py``) places its crops from three true points of ICT-FaceKit
+renders: the jaw edges level with the nose base and the nose base (Multi-PIE points 2, 14, 33,
+``box_from_points``). At run time ``box_from_landmarks`` places the same box from MediaPipe's mesh,
+hanging it from the upper lip rather than the nose base, which MediaPipe only guesses under a visor.
 """
 
 from __future__ import annotations
