@@ -38,6 +38,25 @@ class FaceObservation:
 
 
 @dataclass(frozen=True)
+class LowerFaceObservation:
+    """Headset mode's tracker output (``tracking/headset.py``): the lower face, wherever it was found.
+
+    ``crop`` is the (S, S, 3) uint8 RGB lower face (``tracking/lower_face.py``), cut from ``box``
+    (x, y, w, h image pixels). ``source`` says where the box came from: ``"face"`` (the face mesh
+    fitted, ``landmarks`` as in FaceObservation), ``"held"`` (its last fit, held a moment), ``"roi"``
+    (the region the user set) or ``"frame"`` (a mouth camera: the whole frame); only ``"face"`` has
+    landmarks.
+    """
+
+    frame: Frame
+    crop: np.ndarray
+    box: tuple[float, float, float, float]
+    source: str
+    landmarks: np.ndarray | None = None
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
 class FaceState:
     """Everything an avatar needs for one frame.
 
@@ -47,6 +66,8 @@ class FaceState:
     is a head looking straight into the camera. ``head_position`` metres in camera axes
     (z < 0 in front of the camera). ``gaze_left``/``gaze_right`` (yaw, pitch) radians per eye,
     yaw > 0 towards the performer's left, pitch > 0 up. Times are monotonic seconds.
+    ``untracked`` names the face regions (``avatar_bridge.regions.REGIONS``) nobody saw this frame,
+    e.g. eyes, gaze and brows under a headset; their values are neutral, not estimates.
     """
 
     blendshapes: np.ndarray
@@ -59,6 +80,7 @@ class FaceState:
     t_capture: float = 0.0
     t_publish: float = 0.0
     frame_index: int = -1
+    untracked: frozenset[str] = frozenset()
 
     @staticmethod
     def neutral(**kwargs) -> "FaceState":

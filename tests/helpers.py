@@ -161,3 +161,14 @@ def next_faces(bus: str, n: int, timeout: float = 20.0) -> list[dict]:
         return out
     finally:
         sub.close()
+
+
+def recv_face(sub: BusSubscriber, timeout_ms: int = 1000) -> tuple[int, FaceState] | None:
+    """The next face message on ``sub`` as (seq, FaceState), or None after ``timeout_ms``."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        got = sub.recv(max(0, int((deadline - time.monotonic()) * 1000)))
+        if got is None:
+            return None
+        if got[0] == wire.TOPIC_FACE:
+            return wire.decode_face(got[1])

@@ -4,6 +4,7 @@ compilers and run against a live daemon and a hand-made publisher of bad packets
 from __future__ import annotations
 
 import json
+import dataclasses
 import math
 import random
 import shutil
@@ -161,8 +162,11 @@ def _good_payloads() -> list[bytes]:
     ints = wire.face_to_message(_state(10), 10)
     ints["bs"] = [0, 1] + ints["bs"][2:]
     ints["conf"] = 1
+    # Headset mode's optional "tracked" mask (docs/protocol.md): readers that do not know it skip it.
+    headset = wire.encode_face(dataclasses.replace(_state(11), untracked=frozenset({"eyes", "gaze", "brows"})), 11)
+    assert b"tracked" in headset
     return [wire.encode_face(state, 7), float64, msgpack.packb(unknown_keys, use_single_float=True),
-            msgpack.packb(ints, use_single_float=True)]
+            msgpack.packb(ints, use_single_float=True), headset]
 
 
 def _bad_payloads() -> dict[str, bytes]:

@@ -21,7 +21,8 @@ from avatar_bridge.bus import wire
 from avatar_bridge.bus.sockets import BusConfig, BusError, BusSubscriber, ControlServer, control_request
 from avatar_bridge.takes.format import read_take
 
-from conftest import cli, free_port, hermetic_env, stop, wait_for
+from avatar_bridge.signal.chain import SignalChainConfig
+from helpers import cli, free_port, hermetic_env, recv_face, stop, wait_for
 
 
 # --- a real daemon, its output in a file so the test can read the log while it runs ----------------
@@ -389,13 +390,15 @@ send_hwm = 64
         status = wait_for(lambda: _status(control), timeout=60)
         settings = control_request({"cmd": "signal.get"}, control)
         sub = BusSubscriber(f"tcp://127.0.0.1:{bus_port}")
-        faces = sub.recv_face(10000)
+        faces = recv_face(sub, 10000)
         sub.close()
     finally:
         out = stop(proc)
     assert status["estimator"] == "geometry", "the file's estimator, though --estimator defaults to auto"
     assert status["signal"]["mirror"] is True, "the file's mirror, though --mirror defaults to off"
-    assert settings["filter"]["mouth"]["beta"] == 7.5 and settings["filter"]["mouth"]["min_cutoff"] == 0.6
+    # the file's beta, and the default min_cutoff the file left alone
+    assert settings["filter"]["mouth"]["beta"] == 7.5
+    assert settings["filter"]["mouth"]["min_cutoff"] == SignalChainConfig().mouth.min_cutoff
     assert status["smoothing"] is True, "--smoothing on was typed, so it beats the file"
     assert status["calibration"] is False
     assert faces is not None, "the file's bus endpoint carries the faces"

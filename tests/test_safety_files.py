@@ -28,7 +28,7 @@ from avatar_bridge.takes.live_link_csv import LLF_HEADER, LiveLinkCsvError, impo
 from avatar_bridge.tracking.sources import SourceConfig, open_source
 from avatar_bridge.types import FaceState
 
-from conftest import cli, free_port, hermetic_env
+from helpers import cli, free_port, hermetic_env
 
 FRAMES = 20
 BAD_FRAME = 5            # the frame the crafted takes spoil

@@ -28,6 +28,7 @@ from avatar_bridge.conventions import head_yaw_pitch_roll
 from avatar_bridge.adapters.registry import AdapterEntry
 from avatar_bridge.adapters.sender import UdpSender
 from avatar_bridge.adapters.udp import bind_udp
+from avatar_bridge.regions import neutralise_untracked
 from avatar_bridge.types import FaceState
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ class IFacialMocapConfig:
 
 
 def encode_ifacialmocap(state: FaceState) -> bytes:
-    """One iFacialMocap v1 text frame (pure)."""
+    """One iFacialMocap v1 text frame (pure); untracked regions go out neutral, as for VMC."""
+    state = neutralise_untracked(state)
     pct = np.clip(np.rint(np.asarray(state.blendshapes, np.float32) * 100), 0, 100).astype(int)
     parts = [f"{n}-{v}" for n, v in zip(IFM_NAMES, pct)]
     yaw, pitch, roll = (math.degrees(a) for a in head_yaw_pitch_roll(state.head_rotation))

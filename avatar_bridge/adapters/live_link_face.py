@@ -34,6 +34,7 @@ import numpy as np
 from avatar_bridge.conventions import head_yaw_pitch_roll
 from avatar_bridge.adapters.registry import AdapterEntry
 from avatar_bridge.adapters.sender import UdpSender
+from avatar_bridge.regions import neutralise_untracked
 from avatar_bridge.types import FaceState
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,9 @@ def face_angles(state: FaceState, mirrored: bool = False) -> list[float]:
 def encode_live_link_face(state: FaceState, subject: str, device_id: str, frame_number: int,
                           subframe: float = 0.0, rate: tuple[int, int] = (60, 1),
                           mirrored: bool = False) -> bytes:
-    """One Live Link Face packet (pure)."""
+    """One Live Link Face packet (pure). The packet has no "not tracked": untracked regions
+    (headset mode) go out neutral (``regions.neutralise_untracked``)."""
+    state = neutralise_untracked(state)
     curves = np.empty(CURVE_COUNT, ">f4")
     curves[:52] = np.asarray(state.blendshapes, np.float32)
     curves[52:] = face_angles(state, mirrored)

@@ -23,6 +23,7 @@ from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.conventions import gaze_quaternion, to_unity
 from avatar_bridge.adapters.registry import AdapterEntry
 from avatar_bridge.adapters.sender import UdpSender
+from avatar_bridge.regions import neutralise_untracked
 from avatar_bridge.types import FaceState
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,9 @@ def _bone(name: str, q, p=(0.0, 0.0, 0.0)) -> OscMessageBuilder:
 
 def vmc_messages(state: FaceState, t: float, names: tuple[str, ...] = VMC_PERFECT_SYNC_NAMES,
                  eye_bones: bool = True) -> list[OscMessageBuilder]:
-    """The ordered VMC messages for one frame (pure)."""
+    """The ordered VMC messages for one frame (pure). VMC has no "not tracked": shapes, eyes and
+    head of untracked regions (headset mode) go out neutral (``regions.neutralise_untracked``)."""
+    state = neutralise_untracked(state)
     head_q, _ = to_unity(state.head_rotation, state.head_position)
     msgs = [_message("/VMC/Ext/Root/Pos", "root", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0),
             # Head local position 0: receivers take the rotation; the model keeps its own neck length.
@@ -98,6 +101,7 @@ class VmcBundleEncoder:
         self._t_prefix = struct.pack(">i", len(t)) + t[:-4]
 
     def encode(self, state: FaceState, t: float) -> bytes:
+        state = neutralise_untracked(state)
         head = [m.build().dgram for m in vmc_messages(state, t, (), self.eye_bones)[:-3]]
         values = np.asarray(state.blendshapes, ">f4").tobytes()
         parts = [_BUNDLE_HEAD]

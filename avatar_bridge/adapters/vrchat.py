@@ -30,6 +30,7 @@ from avatar_bridge.adapters.sender import UdpSender
 from avatar_bridge.adapters.udp import bind_udp
 from avatar_bridge.adapters.unified_expressions import GAZE_PARAMS, UNIFIED_PARAMS, unified_values
 from avatar_bridge.adapters.vrchat_avatar import avatar_changes, avatar_parameters, resolve_addresses
+from avatar_bridge.regions import SHAPE_REGION
 from avatar_bridge.types import FaceState
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,20 @@ class VrchatConfig:
     discovery_timeout_s: float = 1.5
 
 
+def untracked_parameters(untracked: frozenset[str]) -> frozenset[str]:
+    """The v2 parameters left unsent for these untracked regions: any parameter reading a shape of
+    one of them (half a guess is still a guess), and the gaze parameters when gaze is untracked."""
+    if not untracked:
+        return frozenset()
+    out = {p.name for p in UNIFIED_PARAMS if any(SHAPE_REGION[arkit] in untracked for arkit, _ in p.terms)}
+    if "gaze" in untracked:
+        out.update(GAZE_PARAMS)
+    return frozenset(out)
+
+
 def vrchat_values(state: FaceState) -> dict[str, float]:
-    """{v2 parameter name: value} for one frame (pure)."""
+    """{v2 parameter name: value} for one frame (pure). Parameters of untracked regions are left
+    out, so whatever else drives them (a headset's own eye tracking through VRCFT) keeps them."""
     values = unified_values(state.blendshapes)
     out = {p.name: float(v) for p, v in zip(UNIFIED_PARAMS, values)}
     (ly, lp), (ry, rp) = state.gaze_left, state.gaze_right
@@ -70,22 +83,31 @@ def vrchat_values(state: FaceState) -> dict[str, float]:
     # VRCFT gaze: X + = right (ours: yaw + = left), Y + = up.
     out.update(EyeLeftX=t(-ly), EyeLeftY=t(lp), EyeRightX=t(-ry), EyeRightY=t(rp), EyeY=t((lp + rp) / 2))
     assert set(GAZE_PARAMS) <= set(out)
+    for name in untracked_parameters(state.untracked):
+        del out[name]
     return out
 
 
 def native_eye_values(state: FaceState) -> dict[str, tuple[float, ...]]:
-    """VRChat's own eye-tracking addresses for one frame (pure)."""
+    """VRChat's own eye-tracking addresses for one frame (pure); each is left out when its region
+    (gaze, eyes) is untracked, so the headset's eye tracking is not overridden."""
     (ly, lp), (ry, rp) = state.gaze_left, state.gaze_right
     closed = float(np.mean(state.blendshapes[[0, 7]]))  # eyeBlinkLeft, eyeBlinkRight
-    return {EYE_PITCH_YAW: (-math.degrees(lp), -math.degrees(ly), -math.degrees(rp), -math.degrees(ry)),
-            EYES_CLOSED: (closed,)}
+    out = {EYE_PITCH_YAW: (-math.degrees(lp), -math.degrees(ly), -math.degrees(rp), -math.degrees(ry)),
+           EYES_CLOSED: (closed,)}
+    if "gaze" in state.untracked:
+        del out[EYE_PITCH_YAW]
+    if "eyes" in state.untracked:
+        del out[EYES_CLOSED]
+    return out
 
 
 def vrchat_messages(state: FaceState, addresses: dict[str, str], native_eye: bool) -> list[tuple[str, tuple[float, ...]]]:
     """(OSC address, float arguments) of every message for one frame, before the change filter (pure):
-    the avatar parameters in ``addresses`` ({v2 name: address}), then VRChat's own eye tracking."""
+    the avatar parameters in ``addresses`` ({v2 name: address}), then VRChat's own eye tracking.
+    Parameters of untracked regions are absent from ``vrchat_values``: not ours to drive."""
     values = vrchat_values(state)
-    out = [(address, (values[name],)) for name, address in addresses.items()]
+    out = [(address, (values[name],)) for name, address in addresses.items() if name in values]
     if native_eye:
         out += list(native_eye_values(state).items())
     return out

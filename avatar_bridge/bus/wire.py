@@ -13,6 +13,7 @@ import msgpack
 import numpy as np
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, NAMES_HASH
+from avatar_bridge.regions import REGIONS
 from avatar_bridge.types import FaceState
 
 SCHEMA_VERSION = 1
@@ -25,7 +26,7 @@ class WireError(ValueError):
 
 
 def face_to_message(state: FaceState, seq: int) -> dict[str, Any]:
-    return {
+    msg = {
         "v": SCHEMA_VERSION,
         "seq": int(seq),
         "t": float(state.t_capture),
@@ -38,6 +39,11 @@ def face_to_message(state: FaceState, seq: int) -> dict[str, Any]:
         "conf": float(state.confidence),
         "present": bool(state.face_present),
     }
+    if state.untracked:
+        # Optional (schema v1 grew by it): {region: tracked?} for every region, sent only when some
+        # region is untracked, so a whole-face daemon's payload is what it always was.
+        msg["tracked"] = {r: r not in state.untracked for r in REGIONS}
+    return msg
 
 
 # Times stay float64 (a float32 monotonic clock loses milliseconds after a day of uptime);
@@ -91,7 +97,18 @@ def validate_face(msg: Any) -> dict[str, Any]:
     _floats(head.get("p"), 3, "head.p")
     _floats(gaze.get("l"), 2, "gaze.l")
     _floats(gaze.get("r"), 2, "gaze.r")
+    tracked = msg.get("tracked")
+    if tracked is not None and not (isinstance(tracked, dict)
+                                    and all(isinstance(k, str) and isinstance(v, bool) for k, v in tracked.items())):
+        raise WireError("field 'tracked' must map region names to true/false")
     return msg
+
+
+def untracked_regions(msg: dict[str, Any]) -> frozenset[str]:
+    """The regions a validated message marks untracked (none when it has no ``tracked`` key);
+    region names this reader does not know are ignored, so the region list can grow."""
+    tracked = msg.get("tracked") or {}
+    return frozenset(r for r, ok in tracked.items() if not ok and r in REGIONS)
 
 
 def decode_face_message(payload: bytes) -> dict[str, Any]:
@@ -115,6 +132,7 @@ def message_to_face(msg: dict[str, Any]) -> FaceState:
         t_capture=float(msg["t"]),
         t_publish=float(msg.get("tp", 0.0)),
         frame_index=int(msg.get("frame", -1)),
+        untracked=untracked_regions(msg),
     )
 
 

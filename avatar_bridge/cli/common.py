@@ -98,3 +98,29 @@ def signal_overrides(smoothing: str, calibration: str, mirror: bool, link_blinks
     """The [signal] table the switches stand for."""
     return {"smoothing": on_off(smoothing, "--smoothing"), "calibration": on_off(calibration, "--calibration"),
             "mirror": mirror, "link_blinks": link_blinks}
+
+
+# Headset mode (docs/headset.md), shared by run and process.
+HEADSET_OPTION = typer.Option(False, "--headset", help="The performer wears a VR headset: read the lower face "
+                              "only; eyes, gaze and brows are sent as untracked (VRChat keeps the headset's own).")
+ROI_OPTION = typer.Option(None, "--roi", metavar="X,Y,W,H", help="Headset mode: the lower face's region in pixels, "
+                          "used whenever the face mesh cannot be fitted under the visor (implies --headset).")
+MOUTH_CAMERA_OPTION = typer.Option(False, "--mouth-camera", help="The source is a camera under the headset: the "
+                                   "whole frame is the lower face seen from below (implies --headset).")
+
+
+def headset_overrides(headset: bool, roi: str | None, mouth_camera: bool) -> dict:
+    """The [pipeline] keys the headset flags stand for (only those given, so a config file's stay)."""
+    from avatar_bridge.tracking.lower_face import Box
+
+    out: dict = {}
+    if headset or roi or mouth_camera:
+        out["headset"] = True
+    if roi:
+        try:
+            out["roi"] = Box.parse(roi).as_tuple()
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    if mouth_camera:
+        out["mouth_camera"] = True
+    return out

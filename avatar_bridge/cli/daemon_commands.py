@@ -18,8 +18,9 @@ from avatar_bridge.arkit import ARKIT_BLENDSHAPES
 from avatar_bridge.bus.sockets import BusError, BusSubscriber
 from avatar_bridge.conventions import head_yaw_pitch_roll
 from avatar_bridge.cli.common import (adapter_flag, BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION, CONTROL_TOKEN_OPTION,
-                                      ESTIMATOR_HELP, LINK_BLINKS_OPTION, MIRROR_OPTION, PROFILE_OPTION,
-                                      SMOOTHING_OPTION, console, err_console, fail, interrupt_noted, on_off,
+                                      ESTIMATOR_HELP, HEADSET_OPTION, LINK_BLINKS_OPTION, MIRROR_OPTION,
+                                      MOUTH_CAMERA_OPTION, PROFILE_OPTION, ROI_OPTION, SMOOTHING_OPTION, console,
+                                      err_console, fail, headset_overrides, interrupt_noted, on_off,
                                       signal_overrides, user_errors)
 from avatar_bridge.cli.preview_commands import (NO_BROWSER_OPTION, PREVIEW_HOST_OPTION, PREVIEW_OPTION,
                                                PREVIEW_PORT_OPTION)
@@ -67,6 +68,9 @@ def _run_overrides(ctx: typer.Context, p: dict) -> dict:
     for name in ("smoothing", "calibration"):
         if _given(ctx, name):
             out.setdefault("signal", {})[name] = on_off(p[name], f"--{name}")
+    headset = headset_overrides(p["headset"], p["roi"], p["mouth_camera"])
+    if headset:
+        out.setdefault("pipeline", {}).update(headset)
     host = {"host": p["adapter_host"]} if p["adapter_host"] else {}
     wanted = {"vmc": {**host, "port": p["vmc_port"]}, "vrchat": {**host, "port": p["vrchat_port"]},
               "livelink": {**host, "port": p["livelink_port"], "subject": p["livelink_subject"]},
@@ -90,6 +94,9 @@ def run(
     mirror: bool = MIRROR_OPTION,
     link_blinks: bool = LINK_BLINKS_OPTION,
     profile: Optional[str] = PROFILE_OPTION,
+    headset: bool = HEADSET_OPTION,
+    roi: Optional[str] = ROI_OPTION,
+    mouth_camera: bool = MOUTH_CAMERA_OPTION,
     vmc: bool = adapter_flag("vmc", "Send"),
     vrchat: bool = adapter_flag("vrchat", "Send"),
     livelink: bool = adapter_flag("livelink", "Send"),

@@ -16,7 +16,7 @@ from avatar_bridge.adapters.registry import list_adapters
 from avatar_bridge.cli.common import (adapter_flag, stop_on_signals, BUS_OPTION, CALIBRATION_OPTION, CONTROL_OPTION,
                                       CONTROL_TOKEN_OPTION, ESTIMATOR_HELP,
                                       PROFILE_OPTION, SMOOTHING_OPTION, console, err_console, fail, on_off,
-                                      user_errors)
+                                      user_errors, HEADSET_OPTION, MOUTH_CAMERA_OPTION, ROI_OPTION, headset_overrides)
 from avatar_bridge.takes.live_link_csv import LiveLinkCsvConfig, LiveLinkCsvError, export_csv, import_csv
 from avatar_bridge.takes.plot import PlotConfig, PlotError, parse_shapes, parse_size, plot_take
 from avatar_bridge.takes.recorder import Recorder, RecorderConfig, RecordingError
@@ -253,6 +253,9 @@ def process(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     no_tracking_columns: bool = typer.Option(False, "--no-tracking-columns",
                                              help="CSV: write only the app's columns (no FaceDetected/Confidence)."),
+    headset: bool = HEADSET_OPTION,
+    roi: Optional[str] = ROI_OPTION,
+    mouth_camera: bool = MOUTH_CAMERA_OPTION,
 ) -> None:
     """Run the full pipeline over a video or image folder as fast as possible, into a take or a CSV."""
     from avatar_bridge.estimators.registry import EstimatorError
@@ -263,9 +266,11 @@ def process(
     smooth, calib = on_off(smoothing, "--smoothing"), on_off(calibration, "--calibration")
     if not 0 < fps <= 1000:   # also false for nan; an image folder's frame times are index / fps
         raise fail(f"--fps must be above 0 and at most 1000, got {fps}")
+    headset_keys = headset_overrides(headset, roi, mouth_camera)
     with user_errors(TakeError, SourceError, EstimatorError, ProfileError, OSError, ProcessInterrupted):
         report = run_process(source, out, fps, estimator, smooth, calib, profile, max_frames, overwrite,
-                             csv_config=LiveLinkCsvConfig(tracking_columns=not no_tracking_columns))
+                             csv_config=LiveLinkCsvConfig(tracking_columns=not no_tracking_columns),
+                             headset=headset_keys)
     console.print(f"wrote {report['frames']} frames ({report['faces']} with a face) to {out} as a {report['kind']} "
                   f"in {report['seconds']:.1f} s ({report['fps']:.1f} frames/s, estimator {report['estimator']})",
                   highlight=False)

@@ -58,7 +58,7 @@ class CameraView:
         if not ok:
             raise CameraViewError(f"frame {frame.index} could not be encoded as JPEG")
         # Landmarks as a flat [x0, y0, x1, y1, ...] list, normalised to the image (so to any scale).
-        landmarks = [] if observation is None or observation.frame is not frame else \
+        landmarks = [] if observation is None or observation.frame is not frame or observation.landmarks is None else \
             np.asarray(observation.landmarks[:, :2], np.float32).ravel().round(4).tolist()
         return {"jpeg": jpeg.tobytes(), "frame": frame.index, "width": image.shape[1], "height": image.shape[0],
                 "face": bool(landmarks), "landmarks": landmarks}

@@ -26,6 +26,7 @@ from avatar_bridge.bus.sockets import BusConfig, BusPublisher, ControlServer, lo
 from avatar_bridge.signal.calibration import calibration_handlers
 from avatar_bridge.signal.tuning import signal_settings, tuning_handlers
 from avatar_bridge.runtime.camera_view import CameraView, CameraViewConfig
+from avatar_bridge.runtime.external_head import ExternalHead
 from avatar_bridge.runtime.pipeline import Pipeline, PipelineConfig
 from avatar_bridge.signal.profile import default_profile_dir, load_or_default
 from avatar_bridge.takes.recorder import RecordingControl, default_take_dir
@@ -133,10 +134,12 @@ class Daemon:
                 "source": config.source.spec, "fps": getattr(self.source, "fps", 30.0),
                 "profile": self.chain.profile.to_toml_dict()})
             self.camera_view = CameraView(CameraViewConfig(), config.bus.control_endpoint)
+            self.external_head = ExternalHead()   # an HMD's pose from engine_plugins/openvr (head.set)
             # Control requests are served from the frame loop's thread: the chain is not thread-safe.
             handlers = {"status": lambda req: self.status(), "ping": lambda req: {"pong": True},
                         **calibration_handlers(self.chain, profile_dir, self.chain.profile.name),
-                        **self.recording.handlers(), **tuning_handlers(self.chain), **self.camera_view.handlers()}
+                        **self.recording.handlers(), **tuning_handlers(self.chain), **self.camera_view.handlers(),
+                        **self.external_head.handlers()}
             handlers.update(control_handlers or {})
             self.control = ControlServer(config.bus, handlers)
             undo.callback(self.control.close)
@@ -152,7 +155,8 @@ class Daemon:
         self.status_providers: dict[str, Callable[[], dict[str, Any]]] = {
             "adapters": lambda: {t.adapter.name: t.stats() for t in self.adapter_threads},
             "recorder": lambda: self.recording.status({}),
-            "signal": lambda: signal_settings(self.chain)}
+            "signal": lambda: signal_settings(self.chain),
+            "head": self.external_head.status}
         # Called with each status map on the frame loop's thread (the CLI's live status line).
         self.status_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.started = time.monotonic()
@@ -181,6 +185,7 @@ class Daemon:
             "version": __version__,
             "source": self.config.source.spec,
             "estimator": self.pipeline.estimator.name,
+            "headset": self.config.pipeline.headset_mode,
             "profile": self.chain.profile.name,
             "smoothing": self.chain.config.smoothing,   # signal.set may have changed it
             "calibration": self.config.signal.calibration,
@@ -243,7 +248,7 @@ class Daemon:
             log.exception("frame %d failed; skipping it", frame.index)
             return
         t1 = time.perf_counter()
-        state = dataclasses.replace(state, t_publish=time.monotonic())
+        state = dataclasses.replace(self.external_head.apply(state), t_publish=time.monotonic())
         self.bus.publish_face(state)
         timings["publish"] = (time.perf_counter() - t1) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000

@@ -39,22 +39,23 @@ def run_process(source_path: Path, out: Path, fps: float = 30.0, estimator: str 
                 smoothing: bool = True, calibration: bool = True, profile_name: Optional[str] = None,
                 max_frames: Optional[int] = None, overwrite: bool = False, progress: bool = True,
                 csv_config: LiveLinkCsvConfig = LiveLinkCsvConfig(),
-                profile_dir: Optional[Path] = None) -> dict[str, Any]:
+                profile_dir: Optional[Path] = None, headset: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Run tracker, estimator and signal chain over a video or image folder as fast as possible,
-    writing a take or (for ``.csv``) a Live Link Face CSV with one row per frame. Returns a summary."""
+    writing a take or (for ``.csv``) a Live Link Face CSV with one row per frame. Returns a summary.
+    ``headset``: PipelineConfig's headset keys (``{"headset": True, "roi": (x, y, w, h)}``), or None."""
     if out.exists() and not overwrite:
         raise TakeError(f"{out} already exists; pick another name or pass --overwrite")
     source = open_source(SourceConfig(spec=str(source_path), realtime=False, fps=fps))
     profile = load_or_default(profile_name, profile_dir or default_profile_dir()) if calibration else None
     chain = SignalChain(SignalChainConfig(smoothing=smoothing, calibration=calibration), profile)
-    pipeline = Pipeline.create(PipelineConfig(estimator=estimator), chain)
+    pipeline = Pipeline.create(PipelineConfig(estimator=estimator, **(headset or {})), chain)
     total = _count_frames(source_path, fps)
     if max_frames is not None:
         total = min(total or max_frames, max_frames)
     header = TakeHeader(fps=float(source.fps), source=str(source_path), start_time=now_iso(),
                         profile=profile_to_header(profile),
                         extra={"estimator": pipeline.estimator.name, "smoothing": smoothing,
-                               "calibration": calibration})
+                               "calibration": calibration, **({"headset": dict(headset)} if headset else {})})
     is_csv = out.suffix.lower() == ".csv"
     frames = faces = 0
     interrupted = False

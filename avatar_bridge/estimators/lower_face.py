@@ -1,0 +1,116 @@
+"""Lower-face estimator of headset mode: a small CNN on the lower-face crop (onnxruntime + numpy).
+
+Why its own network rather than the landmarks under the visor: MediaPipe fits a face under a
+headset only some of the time (about 2 frames in 3 on our occluded renders) and then guesses the
+upper face from the lower, so its mouth shapes are shaky exactly when the visor sits low; a crop
+network needs no fit at all (a user ROI or a mouth camera's frame does), and the crop is the only
+input that still carries the lips. Trained on ICT-FaceKit renders with painted headsets
+(training/train_headset.py, docs/model_card.md). Eyes, gaze and brows are marked untracked and left
+at 0; the head pose is PnP's when the mesh fitted, else untracked (an HMD gives a better one,
+engine_plugins/openvr/).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
+from avatar_bridge.regions import HEADSET_UNTRACKED
+from avatar_bridge.tracking.head_pose import HeadPoseConfig, HeadPoseSolver
+from avatar_bridge.types import FaceObservation, FaceState, LowerFaceObservation
+from blendshape_model import WEIGHTS_DIR
+
+SHIPPED_LOWER_FACE_MODEL = WEIGHTS_DIR / "lower_face.onnx"
+NO_MESH_UNTRACKED = HEADSET_UNTRACKED | {"head"}
+
+
+class LowerFaceModelError(ValueError):
+    """The .onnx is not a lower-face model; the text says what was expected."""
+
+
+@dataclass(frozen=True)
+class LowerFaceConfig:
+    model_path: str | None = None          # None: blendshape_model/weights/lower_face.onnx
+    head_pose: HeadPoseConfig = HeadPoseConfig()
+    mirror_average: bool = True            # also run the mirrored crop and average: one-sided shapes stay sided
+    threads: int = 1
+    # When the face mesh fits, take these shapes from the geometry baseline's lip landmarks instead
+    # of the network (bench_headset.py measures both; docs/model_card.md says which wins).
+    mesh_shapes: tuple[str, ...] = ()
+
+
+class LowerFaceEstimator:
+    """LowerFaceObservation -> FaceState (see the module docstring)."""
+
+    name = "lower-face"
+
+    def __init__(self, config: LowerFaceConfig = LowerFaceConfig()) -> None:
+        import onnxruntime as ort
+
+        path = Path(config.model_path) if config.model_path else SHIPPED_LOWER_FACE_MODEL
+        if not path.exists():
+            raise FileNotFoundError(f"no lower-face model at {path}; train one with python -m training.train_headset")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = config.threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            shapes = json.loads(meta["shapes"])
+            self.crop_size = int(meta["crop_size"])
+        except (KeyError, ValueError):
+            raise LowerFaceModelError(f"{path} has no 'shapes'/'crop_size' metadata; export it with "
+                                      "python -m training.train_headset") from None
+        unknown = [s for s in shapes if s not in INDEX]
+        if unknown:
+            raise LowerFaceModelError(f"{path} predicts shapes this build does not know: {unknown}")
+        self.columns = np.array([INDEX[s] for s in shapes], np.int64)
+        names = [ARKIT_BLENDSHAPES[i] for i in self.columns]
+        twin = {n: n.replace("Left", "\0").replace("Right", "Left").replace("\0", "Right") for n in names}
+        self._flip = np.array([names.index(twin[n]) for n in names]) if all(twin[n] in names for n in names) else None
+        self.config = config
+        self._pose = HeadPoseSolver(config.head_pose)
+        self._mesh_columns = np.array([INDEX[n] for n in config.mesh_shapes], np.int64)
+        self._geometry = None
+        if config.mesh_shapes:
+            from avatar_bridge.estimators.geometry import GeometryEstimator
+            self._geometry = GeometryEstimator()
+
+    @classmethod
+    def from_path(cls, path: str | None = None) -> "LowerFaceEstimator":
+        return cls(LowerFaceConfig(model_path=path))
+
+    def reset(self) -> None:
+        self._pose.reset()
+
+    def lower_face(self, crop: np.ndarray) -> np.ndarray:
+        """(S, S, 3) uint8 crop -> the model's shapes (in ``self.columns`` order), 0..1."""
+        x = np.ascontiguousarray(crop, np.float32).transpose(2, 0, 1)[None] / 255.0
+        if self._flip is None or not self.config.mirror_average:
+            return self.session.run(None, {"crop": x})[0][0]
+        out = self.session.run(None, {"crop": np.concatenate([x, x[..., ::-1]])})[0]
+        return (out[0] + out[1][self._flip]) / 2
+
+    def estimate(self, observation: LowerFaceObservation) -> FaceState:
+        frame = observation.frame
+        bs = np.zeros(len(ARKIT_BLENDSHAPES), np.float32)
+        bs[self.columns] = np.clip(self.lower_face(observation.crop), 0.0, 1.0)
+        kwargs = {}
+        if observation.landmarks is not None:
+            h, w = frame.image.shape[:2]
+            if self._geometry is not None:
+                face = FaceObservation(frame, observation.landmarks, observation.crop, np.eye(2, 3, dtype=np.float32),
+                                       observation.confidence)
+                bs[self._mesh_columns] = self._geometry.estimate(face).blendshapes[self._mesh_columns]
+            pose = self._pose.solve(observation.landmarks, w, h)
+            kwargs = dict(head_rotation=pose.rotation, head_position=pose.position)
+            untracked = HEADSET_UNTRACKED
+        else:
+            self._pose.reset()
+            untracked = NO_MESH_UNTRACKED
+        return FaceState(blendshapes=bs, confidence=observation.confidence, face_present=True,
+                         t_capture=frame.t_capture, frame_index=frame.index, untracked=untracked, **kwargs)
