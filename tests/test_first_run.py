@@ -24,7 +24,7 @@ def test_run_is_quiet_and_prints_a_status_line_with_fps_face_estimator_profile_a
     assert not NATIVE_NOISE.search(result.stdout + result.stderr), result.stderr
     status = [line for line in result.stdout.splitlines() if " fps · " in line]
     assert status, result.stdout
-    assert re.search(r"\d+\.\d fps · face in 100% of frames · estimator neural · profile default · dropped \d+ · "
+    assert re.search(r"\d+\.\d fps · face in 100% of frames · estimator landmarks · profile default · dropped \d+ · "
                      r"45 frames sent", status[-1]), status[-1]
     assert "dropped = camera frames skipped" in result.stdout
     assert "calibration profile: default (none saved" in result.stdout

@@ -39,17 +39,22 @@ def clips() -> list[evaluate_real.Clip]:
 
 def test_the_teacher_on_our_landmarks_agrees_with_mediapipe_on_real_blinks_and_smiles(clips):
     """MediaPipe's blendshape model fed our tracker's landmarks reproduces the whole Face Landmarker
-    (its own detector and landmarks) on the real blinks and smiles: the teacher reads *our* points."""
+    (its own detector and landmarks) on real blinks and smiles: the teacher reads *our* points.
+    Per clip, as the issue first measured it: pooled over clips r is ~0.90 (each face's resting
+    offset differs between the two landmark models), per clip the median is ~0.93-0.95."""
     chosen = [c for c in clips if c.name in BLINK_SMILE_CLIPS]
     teacher = Teacher()
-    ours = np.concatenate([evaluate_real.run_teacher(teacher, c) for c in chosen])
-    peer = np.concatenate([evaluate_real.run_peer(TasksPeer, c) for c in chosen])
-    ok = ~np.isnan(ours).any(1) & ~np.isnan(peer).any(1)
-    assert ok.mean() > 0.95
-    for j in EYES_AND_SMILE:
-        assert peer[ok, j].std() > 0.1                 # the shape really moves in these clips
-        r = np.corrcoef(ours[ok, j], peer[ok, j])[0, 1]
-        assert r >= 0.9, (j, r)
+    per_shape: dict[int, list[float]] = {j: [] for j in EYES_AND_SMILE}
+    for clip in chosen:
+        ours, peer = evaluate_real.run_teacher(teacher, clip), evaluate_real.run_peer(TasksPeer, clip)
+        ok = ~np.isnan(ours).any(1) & ~np.isnan(peer).any(1)
+        assert ok.mean() > 0.95
+        for j in EYES_AND_SMILE:
+            if peer[ok, j].std() > 0.05:                 # the shape really moves in this clip
+                per_shape[j].append(float(np.corrcoef(ours[ok, j], peer[ok, j])[0, 1]))
+    for j, rs in per_shape.items():
+        assert len(rs) >= 2, j
+        assert np.median(rs) >= 0.9 and min(rs) >= 0.7, (j, rs)
 
 
 def test_the_shipped_default_catches_real_blinks_jaw_opens_and_smiles(clips):

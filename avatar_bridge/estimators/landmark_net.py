@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX, MIRROR_PERMUTATION
-from avatar_bridge.estimators.geometry import GeometryEstimator
+from avatar_bridge.estimators.geometry import GeometryConfig, GeometryEstimator
 from avatar_bridge.signal.chain import gaze_from_eye_look
 from avatar_bridge.tracking.face_landmarks import landmark_mirror_permutation
 from avatar_bridge.tracking.head_pose import HeadPoseConfig, HeadPoseSolver
@@ -73,7 +73,7 @@ class LandmarkNetEstimator:
                         if config.mirror_average and all(int(twin[p]) in where for p in self.points) else None)
         self.config = config
         self._pose = HeadPoseSolver(config.head_pose)
-        self._geometry = GeometryEstimator() if config.geometry_shapes else None
+        self._geometry = GeometryEstimator(GeometryConfig(head_pose=config.head_pose)) if config.geometry_shapes else None
         self._geometry_idx = [INDEX[n] for n in config.geometry_shapes]
 
     @classmethod
@@ -101,10 +101,14 @@ class LandmarkNetEstimator:
         h, w = frame.image.shape[:2]
         bs = np.clip(self.blendshapes(observation.landmarks, w, h), 0.0, 1.0).astype(np.float32)
         if self._geometry is not None:
-            g = self._geometry.estimate(observation).blendshapes
-            bs[self._geometry_idx] = np.maximum(bs[self._geometry_idx], g[self._geometry_idx])
-        pose = self._pose.solve(observation.landmarks, w, h)
+            # The geometry estimator solves the same PnP head pose: take it rather than solve twice.
+            g = self._geometry.estimate(observation)
+            bs[self._geometry_idx] = np.maximum(bs[self._geometry_idx], g.blendshapes[self._geometry_idx])
+            rotation, position = g.head_rotation, g.head_position
+        else:
+            pose = self._pose.solve(observation.landmarks, w, h)
+            rotation, position = pose.rotation, pose.position
         gaze_left, gaze_right = gaze_from_eye_look(bs)
-        return FaceState(blendshapes=bs, head_rotation=pose.rotation, head_position=pose.position,
+        return FaceState(blendshapes=bs, head_rotation=rotation, head_position=position,
                          gaze_left=gaze_left, gaze_right=gaze_right, confidence=observation.confidence,
                          face_present=True, t_capture=frame.t_capture, frame_index=frame.index)

@@ -59,11 +59,12 @@ def _landmarks(model_path: str | None) -> Estimator:
 
 
 def _auto(model_path: str | None) -> Estimator:
-    if model_path is not None:          # --model names a CNN+GRU file (the landmarks one: --estimator landmarks)
-        return _neural(model_path)
-    for name in AUTO_ORDER:
+    # --model names a CNN+GRU file (a landmark model goes with --estimator landmarks); without one,
+    # the first of AUTO_ORDER that can be built. Geometry needs no file, so it always can.
+    candidates = [("neural", model_path), ("geometry", None)] if model_path else [(n, None) for n in AUTO_ORDER]
+    for name, path in candidates:
         try:
-            return _REGISTRY[name].build(None)
+            return _REGISTRY[name].build(path)
         except EstimatorError as exc:
             # A stale model is worth a warning; no model at all (a slim install) only an info line.
             level = logging.WARNING if isinstance(exc.__cause__, ValueError) else logging.INFO
