@@ -17,19 +17,12 @@ from __future__ import annotations
 import argparse
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(*args: str) -> list[str]:
@@ -53,7 +46,8 @@ def main(argv=None) -> None:
     ap.add_argument("--bad", type=int, default=1000)
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-safety-"))
-    bus, control = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
+    from avatar_bridge.runtime.benchmark import free_tcp_endpoint
+    bus, control = free_tcp_endpoint(), free_tcp_endpoint()
     log = open(work / "daemon.log", "w")
     daemon = subprocess.Popen(_cli("run", "--bus", bus, "--control", control, "--estimator", "geometry",
                                    "--takes-dir", str(work / "takes")), stdout=log, stderr=subprocess.STDOUT)

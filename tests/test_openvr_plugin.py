@@ -16,7 +16,7 @@ from scipy.spatial.transform import Rotation
 from avatar_bridge.bus import wire
 from avatar_bridge.bus.sockets import BusSubscriber, control_request
 from avatar_bridge.conventions import head_yaw_pitch_roll
-from helpers import ROOT, free_port, hermetic_env, recv_face, start_daemon, stop
+from helpers import ROOT, free_port, hermetic_env, recv_face, start_daemon, stop, wait_for
 from openvr_standin import OpenVRStandIn, OpenVRStandInError
 
 PLUGIN = ROOT / "engine_plugins" / "openvr"
@@ -36,13 +36,14 @@ def hmd_matrix(yaw_deg: float = 0.0, pitch_deg: float = 0.0) -> list[list[float]
 def daemon():
     bus, control = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     proc = start_daemon("--source", "demo", "--loop", "--headset", "--bus", bus, "--control", control)
-    deadline = time.monotonic() + 60
-    while True:
+    def answers() -> bool:
+        assert proc.poll() is None, stop(proc)
         try:
-            control_request({"cmd": "ping"}, control, timeout_ms=500)
-            break
+            return control_request({"cmd": "ping"}, control, timeout_ms=500)["ok"]
         except TimeoutError:
-            assert proc.poll() is None and time.monotonic() < deadline, stop(proc)
+            return False
+
+    wait_for(answers, timeout=60)
     yield bus, control
     stop(proc)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from avatar_bridge.types import FaceObservation, FaceState
@@ -16,3 +17,14 @@ class Estimator(Protocol):
     def estimate(self, observation: FaceObservation) -> FaceState: ...
 
     def reset(self) -> None: ...
+
+
+def cpu_session(path: Path, threads: int):
+    """An onnxruntime CPU session for a small per-frame model: ``threads`` intra-op threads (the
+    tracker wants the other core) and no inter-op pool."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -26,6 +26,7 @@ from avatar_bridge.estimators.geometry import GeometryConfig, GeometryEstimator
 from avatar_bridge.signal.chain import gaze_from_eye_look
 from avatar_bridge.tracking.face_landmarks import landmark_mirror_permutation
 from avatar_bridge.tracking.head_pose import HeadPoseConfig, HeadPoseSolver
+from avatar_bridge.estimators.base import cpu_session
 from avatar_bridge.types import FaceObservation, FaceState
 from blendshape_model import WEIGHTS_DIR
 
@@ -53,14 +54,10 @@ class LandmarkNetEstimator:
     name = "landmarks"
 
     def __init__(self, config: LandmarkNetConfig = LandmarkNetConfig()) -> None:
-        import onnxruntime as ort
-
         path = Path(config.model_path) if config.model_path else SHIPPED_LANDMARK_MODEL
         if not path.exists():
             raise FileNotFoundError(f"no landmark model at {path}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = config.threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, config.threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("contract") != CONTRACT or json.loads(meta.get("outputs", "[]")) != list(ARKIT_BLENDSHAPES):
             raise LandmarkModelError(f"{path} is not a {CONTRACT} landmark model (its contract is "

@@ -21,6 +21,7 @@ import numpy as np
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
 from avatar_bridge.regions import HEADSET_UNTRACKED
 from avatar_bridge.tracking.head_pose import HeadPoseConfig, HeadPoseSolver
+from avatar_bridge.estimators.base import cpu_session
 from avatar_bridge.types import FaceObservation, FaceState, LowerFaceObservation
 from blendshape_model import WEIGHTS_DIR
 
@@ -49,15 +50,10 @@ class LowerFaceEstimator:
     name = "lower-face"
 
     def __init__(self, config: LowerFaceConfig = LowerFaceConfig()) -> None:
-        import onnxruntime as ort
-
         path = Path(config.model_path) if config.model_path else SHIPPED_LOWER_FACE_MODEL
         if not path.exists():
             raise FileNotFoundError(f"no lower-face model at {path}; train one with python -m training.train_headset")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = config.threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, config.threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         try:
             shapes = json.loads(meta["shapes"])
