@@ -69,8 +69,9 @@ class LandmarkNetEstimator:
         self._mirror = (np.array([where[int(twin[p])] for p in self.points], np.int64)
                         if config.mirror_average and all(int(twin[p]) in where for p in self.points) else None)
         self.config = config
-        self._pose = HeadPoseSolver(config.head_pose)
+        # With geometry's shapes fused in, its PnP pose is taken too; otherwise a solver of our own.
         self._geometry = GeometryEstimator(GeometryConfig(head_pose=config.head_pose)) if config.geometry_shapes else None
+        self._pose = None if self._geometry is not None else HeadPoseSolver(config.head_pose)
         self._geometry_idx = [INDEX[n] for n in config.geometry_shapes]
 
     @classmethod
@@ -79,9 +80,7 @@ class LandmarkNetEstimator:
         return cls(LandmarkNetConfig(model_path=path))
 
     def reset(self) -> None:
-        self._pose.reset()
-        if self._geometry is not None:
-            self._geometry.reset()
+        (self._geometry or self._pose).reset()
 
     def blendshapes(self, landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
         """(478, 2+) image-normalised landmarks -> (52,) coefficients."""
