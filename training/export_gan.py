@@ -83,6 +83,14 @@ def quantize(fp32: Path, int8: Path, feeds: list[dict] | None = None) -> None:
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=["Gemm", "MatMul"])
 
 
+def save_half(checkpoint: str, path: Path) -> None:
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    for key in ("encoder", "generator", "discriminator", "reader"):
+        if ck.get(key):
+            ck[key] = {k: v.half() if v.is_floating_point() else v for k, v in ck[key].items()}
+    torch.save(ck, path)
+
+
 def reference_face(size: int = 128) -> np.ndarray:
     """The default appearance: ICT-FaceKit's mean face, neutral, framed like the training renders."""
     from training.gan_data import FILL, FOV_DEG
@@ -108,6 +116,8 @@ def export(cfg: ExportGanConfig, reference: np.ndarray | None = None, int8: bool
     for f in tmp.iterdir():
         f.unlink()
     tmp.rmdir()
+    if reference is None:   # the shipped model: also the checkpoint enroll fine-tunes from, in fp16 (half the size)
+        save_half(cfg.checkpoint, out / "texture_gan.pt")
     ref = reference_face() if reference is None else reference
     cv2.imwrite(str(out / "texture_reference.png"), cv2.cvtColor(ref, cv2.COLOR_RGB2BGR))
     return {p.name: p.stat().st_size for p in out.glob("texture_*")}

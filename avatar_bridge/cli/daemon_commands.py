@@ -25,6 +25,8 @@ from avatar_bridge.cli.preview_commands import (NO_BROWSER_OPTION, PREVIEW_HOST_
 from avatar_bridge.config_file import ConfigError, build, merge, read_config_file
 from avatar_bridge.runtime.daemon import Daemon, DaemonConfig
 from avatar_bridge.runtime.pipeline import EstimatorError
+from avatar_bridge.runtime.virtual_camera import VirtualCameraError
+from blendshape_model.texture import TextureModelError
 from avatar_bridge.signal.profile import ProfileError, default_profile_dir, profile_path
 from avatar_bridge.tracking.sources import SourceError, list_cameras
 from avatar_bridge.bus import wire
@@ -65,6 +67,14 @@ def run(
     preview_host: str = PREVIEW_HOST_OPTION,
     preview_port: int = PREVIEW_PORT_OPTION,
     no_browser: bool = NO_BROWSER_OPTION,
+    texture: bool = typer.Option(False, "--texture", help="Also publish a generated face image (JPEG) "
+                                 "on the bus topic 'texture' (your enrolled face with --profile, else the shipped one)."),
+    texture_fps: float = typer.Option(15.0, "--texture-fps", min=0.1, help="Textures per second at most."),
+    texture_int8: bool = typer.Option(False, "--texture-int8", help="Use the pruned + int8 generator (faster)."),
+    texture_reference: Optional[Path] = typer.Option(None, "--texture-reference",
+                                                     help="A face image (PNG/JPEG) whose appearance the texture takes."),
+    virtual_camera: bool = typer.Option(False, "--virtual-camera", help="Send the texture to a virtual camera "
+                                        "(OBS, Discord, calls; needs pyvirtualcam). Implies --texture."),
 ) -> None:
     """Track a face and stream its blendshapes, head pose and gaze onto the bus until Ctrl-C."""
     overrides = {
@@ -75,6 +85,10 @@ def run(
         **({"max_frames": max_frames} if max_frames else {}),
         **({"profile": profile} if profile else {}),
     }
+    if texture or virtual_camera:
+        overrides["texture"] = {"enabled": True, "fps": texture_fps, "int8": texture_int8,
+                                "virtual_camera": virtual_camera,
+                                **({"reference": str(texture_reference)} if texture_reference else {})}
     host = {"host": adapter_host} if adapter_host else {}
     wanted = {"vmc": (vmc, {**host, "port": vmc_port}), "vrchat": (vrchat, {**host, "port": vrchat_port}),
               "livelink": (livelink, {**host, "port": livelink_port, "subject": livelink_subject}),
@@ -82,7 +96,8 @@ def run(
     adapters = {name: {k: v for k, v in opts.items() if v is not None} for name, (on, opts) in wanted.items() if on}
     if adapters:
         overrides["adapters"] = adapters
-    with user_errors(ConfigError, SourceError, BusError, EstimatorError, ProfileError, ValueError):
+    with user_errors(ConfigError, SourceError, BusError, EstimatorError, ProfileError, ValueError,
+                     TextureModelError, VirtualCameraError):
         cfg = daemon_config(config, overrides)
         daemon = Daemon(cfg)
     console.print(f"streaming [bold]{cfg.source.spec}[/] on {cfg.bus.pub_endpoint} "
