@@ -14,19 +14,21 @@ from training.gan_data import GanDataConfig, render_set
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("gan")
-    data = render_set(GanDataConfig(identities=2, per_identity=4, seed=3, max_yaw_deg=0.0, max_pitch_deg=0.0, max_roll_deg=0.0), progress=False)
+    data = render_set(GanDataConfig(identities=2, per_identity=4, seed=3), progress=False)
     np.savez(d / "pairs.npz", **data)
     summary = train(GanTrainConfig(data=str(d / "pairs.npz"), out=str(d / "run"), steps=40, batch=4,
                                    reader_steps=20, log_every=1), progress=False)
     return d / "run", summary, data
 
 
-def test_tiny_run_lowers_reconstruction_and_critic_losses_from_their_start(tiny_run):
-    # Both measured on one fixed batch before the first step and after the last.
+def test_tiny_run_lowers_the_generator_losses_from_their_start(tiny_run):
+    # L1 and coefficient consistency, both on one fixed batch before the first step and after the
+    # last. (The hinge critic's loss is a game, not a target: in 40 steps it stays near 2 because
+    # the generator starts as a copy of a real reference; the next test checks what it learns.)
     _, summary, _ = tiny_run
     start, end = summary["probe_start"], summary["probe_end"]
     assert end["l1"] < 0.9 * start["l1"], (start, end)
-    assert end["d"] < start["d"], (start, end)
+    assert end["coef"] <= start["coef"] + 1e-3, (start, end)
 
 
 def test_tiny_run_discriminator_learns_to_tell_renders_from_generated_faces(tiny_run):

@@ -31,7 +31,6 @@ def generator() -> TextureGenerator:
 
 def mouth_box() -> tuple[slice, slice]:
     """Rows and columns of the mouth in the shipped reference framing (true render's landmarks)."""
-    from training.export_gan import reference_face  # noqa: F401  (same framing as the reference)
     from training.gan_data import FILL, FOV_DEG
     from training.render import Renderer, default_params, framing
     with Renderer(128, 128) as r:

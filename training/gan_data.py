@@ -53,6 +53,7 @@ def render_set(config: GanDataConfig, progress: bool = True) -> dict[str, np.nda
     with Renderer(SIZE, SIZE) as renderer, tqdm(total=n, desc="render", disable=not progress) as bar:
         for i in range(config.identities):
             look = random_params(rng)     # this face's identity, skin, light and background
+            # (its random head rotation is not kept: each frame sets its own, frame 0 none)
             look = replace(look, background="solid", fov_y_deg=FOV_DEG, head_position=position)
             for k in range(config.per_identity):
                 expr = random_params(rng)  # only its expression and gaze are taken
@@ -63,7 +64,7 @@ def render_set(config: GanDataConfig, progress: bool = True) -> dict[str, np.nda
                 if k == 0:   # frame 0: neutral, frontal, eyes ahead: the reference, as at run time
                     ypr = np.zeros(3)
                     p = replace(look, blendshapes=np.zeros(len(ARKIT_BLENDSHAPES), np.float32),
-                                gaze_left=(0.0, 0.0), gaze_right=(0.0, 0.0))
+                                gaze_left=(0.0, 0.0), gaze_right=(0.0, 0.0), head_rotation=(0.0, 0.0, 0.0, 1.0))
                 j = i * config.per_identity + k
                 images[j] = renderer.render(p).image
                 shapes[j] = p.blendshapes
