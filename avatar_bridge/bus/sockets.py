@@ -134,6 +134,13 @@ class BusPublisher:
     def publish_status(self, status: dict[str, Any]) -> None:
         self._send(wire.TOPIC_STATUS, wire.encode_map({"v": wire.SCHEMA_VERSION, **status}))
 
+    def publish_texture(self, jpeg: bytes, seq: int, frame_index: int, width: int, height: int) -> None:
+        """One generated face image (docs/protocol.md, topic ``texture``); ``seq`` is the face
+        message's it shows."""
+        self._send(wire.TOPIC_TEXTURE, wire.encode_map({
+            "v": wire.SCHEMA_VERSION, "seq": seq, "frame": frame_index, "format": "jpeg",
+            "width": width, "height": height, "jpeg": jpeg}))
+
     def close(self) -> None:
         self._sock.close(linger=0)
 

@@ -19,6 +19,7 @@ from avatar_bridge.types import FaceState
 SCHEMA_VERSION = 1
 TOPIC_FACE = b"face"
 TOPIC_STATUS = b"status"
+TOPIC_TEXTURE = b"texture"
 
 
 class WireError(ValueError):

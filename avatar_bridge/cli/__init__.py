@@ -55,6 +55,7 @@ COMMAND_MODULES = [
     "avatar_bridge.cli.bridge_commands",
     "avatar_bridge.cli.calibrate_commands",
     "avatar_bridge.cli.preview_commands",
+    "avatar_bridge.cli.enroll_commands",
 ]
 
 

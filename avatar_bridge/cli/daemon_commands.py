@@ -68,6 +68,14 @@ def _run_overrides(ctx: typer.Context, p: dict) -> dict:
     for name in ("smoothing", "calibration"):
         if _given(ctx, name):
             out.setdefault("signal", {})[name] = on_off(p[name], f"--{name}")
+    texture = {key: value for name, key, value in (
+        ("texture_fps", "fps", p["texture_fps"]), ("texture_int8", "int8", p["texture_int8"]),
+        ("texture_reference", "reference", str(p["texture_reference"]) if p["texture_reference"] else None),
+        ("virtual_camera", "virtual_camera", p["virtual_camera"])) if _given(ctx, name) and value is not None}
+    if p["texture"] or p["virtual_camera"]:   # --virtual-camera implies --texture
+        out["texture"] = {"enabled": True, **texture}
+    elif texture:
+        out["texture"] = texture
     headset = headset_overrides(p["headset"], p["roi"], p["mouth_camera"])
     if headset:
         out.setdefault("pipeline", {}).update(headset)
@@ -118,14 +126,25 @@ def run(
     preview_host: str = PREVIEW_HOST_OPTION,
     preview_port: int = PREVIEW_PORT_OPTION,
     no_browser: bool = NO_BROWSER_OPTION,
+    texture: bool = typer.Option(False, "--texture", help="Also publish a generated face image (JPEG) "
+                                 "on the bus topic 'texture' (your enrolled face with --profile, else the shipped one)."),
+    texture_fps: float = typer.Option(15.0, "--texture-fps", min=0.1, help="Textures per second at most."),
+    texture_int8: bool = typer.Option(False, "--texture-int8", help="Use the pruned + int8 generator (faster)."),
+    texture_reference: Optional[Path] = typer.Option(None, "--texture-reference",
+                                                     help="A face image (PNG/JPEG) whose appearance the texture takes."),
+    virtual_camera: bool = typer.Option(False, "--virtual-camera", help="Send the texture to a virtual camera "
+                                        "(OBS, Discord, calls; needs pyvirtualcam). Implies --texture."),
 ) -> None:
     """Track a face and stream its blendshapes, head pose and gaze onto the bus until Ctrl-C."""
     from avatar_bridge.runtime.daemon import Daemon
     from avatar_bridge.estimators.registry import EstimatorError
     from avatar_bridge.tracking.sources import SourceError
+    from avatar_bridge.runtime.virtual_camera import VirtualCameraError
+    from blendshape_model.texture import TextureModelError
 
     overrides = _run_overrides(ctx, dict(ctx.params))
-    with user_errors(ConfigError, SourceError, BusError, EstimatorError, ProfileError, ValueError):
+    with user_errors(ConfigError, SourceError, BusError, EstimatorError, ProfileError, ValueError,
+                     TextureModelError, VirtualCameraError):
         cfg = daemon_config(config, overrides)
         with interrupt_noted() as interrupted:
             daemon = Daemon(cfg)

@@ -28,6 +28,7 @@ from avatar_bridge.signal.tuning import signal_settings, tuning_handlers
 from avatar_bridge.runtime.camera_view import CameraView, CameraViewConfig
 from avatar_bridge.runtime.external_head import ExternalHead
 from avatar_bridge.runtime.pipeline import Pipeline, PipelineConfig
+from avatar_bridge.runtime.texture import TextureConfig, TextureThread, open_texture
 from avatar_bridge.signal.profile import default_profile_dir, load_or_default
 from avatar_bridge.takes.recorder import RecordingControl, default_take_dir
 from avatar_bridge.signal.chain import SignalChain, SignalChainConfig
@@ -48,6 +49,7 @@ class DaemonConfig:
     # Protocol adapters to run beside the daemon, by name, with their config fields, e.g.
     # {"vmc": {"port": 39540}, "livelink": {}} (see avatar_bridge/adapters/runner.py).
     adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    texture: TextureConfig = field(default_factory=TextureConfig)   # generated face images (topic texture)
     status_hz: float = 1.0
     max_frames: int | None = None        # stop after this many processed frames (tests, bench)
     # Where record.start over the control socket writes (plain file names only); None: the user's data
@@ -144,6 +146,14 @@ class Daemon:
             self.control = ControlServer(config.bus, handlers)
             undo.callback(self.control.close)
             adapters = create_adapters(list(config.adapters), config.adapters)
+            self.texture: TextureThread | None = None
+            self.virtual_camera = None
+            if config.texture.enabled:
+                generator, self.virtual_camera = open_texture(config.texture, profile_dir, self.chain.profile.name)
+                if self.virtual_camera is not None:
+                    undo.callback(self.virtual_camera.close)
+                self.texture = TextureThread(config.texture, generator,
+                                             self.virtual_camera.send if self.virtual_camera else None)
             undo.pop_all()
         # Each adapter is its own bus subscriber thread, so a slow or failing one never blocks frames.
         self.adapter_threads = [AdapterThread(a, local_endpoint(config.bus.pub_endpoint)) for a in adapters]
@@ -157,6 +167,8 @@ class Daemon:
             "recorder": lambda: self.recording.status({}),
             "signal": lambda: signal_settings(self.chain),
             "head": self.external_head.status}
+        if self.texture is not None:
+            self.status_providers["texture"] = self.texture.stats
         # Called with each status map on the frame loop's thread (the CLI's live status line).
         self.status_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.started = time.monotonic()
@@ -213,6 +225,8 @@ class Daemon:
         capture.start()
         for thread in self.adapter_threads:
             thread.start()
+        if self.texture is not None:
+            self.texture.start()
         next_status = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -226,7 +240,8 @@ class Daemon:
                     for listener in self.status_listeners:
                         listener(status)
                     next_status = now + 1.0 / self.config.status_hz
-                frame = self.slot.take(timeout=0.05)
+                self._send_texture()
+                frame = self.slot.take(timeout=0.05 if self.texture is None else 0.01)
                 if frame is None:
                     if self.slot.closed:
                         break
@@ -249,13 +264,20 @@ class Daemon:
             return
         t1 = time.perf_counter()
         state = dataclasses.replace(self.external_head.apply(state), t_publish=time.monotonic())
-        self.bus.publish_face(state)
+        seq = self.bus.publish_face(state)
+        if self.texture is not None and state.face_present:
+            self.texture.offer(seq, state)
         timings["publish"] = (time.perf_counter() - t1) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         self.camera_view.keep(frame, self.pipeline.last_observation)
         self.faces += int(state.face_present)
         self.stats.add(timings)
         self.stats.publish_times.append(time.monotonic())
+
+    def _send_texture(self) -> None:
+        texture = self.texture.take() if self.texture is not None else None
+        if texture is not None:   # sent here: the PUB socket belongs to this thread
+            self.bus.publish_texture(texture.jpeg, texture.seq, texture.frame_index, texture.width, texture.height)
 
     def run_forever(self) -> None:
         """``run`` with SIGINT/SIGTERM/SIGHUP wired to a clean stop (main thread only): a closed terminal
@@ -268,6 +290,10 @@ class Daemon:
         self.recording.close()   # a take in progress gets its end record
         for thread in self.adapter_threads:
             thread.stop()
+        if self.texture is not None:
+            self.texture.stop()
+        if self.virtual_camera is not None:
+            self.virtual_camera.close()
         self.control.close()
         self.bus.close()
         self.pipeline.close()
