@@ -2,6 +2,7 @@
 
     python -m training.evaluate_real                      # ../shared/data/real-faces, all estimators
     python -m training.evaluate_real --data DIR --estimators geometry,neural --smoothing off
+    python -m training.evaluate_real --headset [--seed 16]   # headset mode under a painted visor
 
 A folder holds mp4 clips and a ``labels.json`` (see ../shared/data/real-faces/README.md): per clip,
 events ``{"type", "start", "end"}`` (inclusive frame indices) and ``neutral`` ranges. Each clip is
@@ -29,6 +30,12 @@ sqrt 2: the shimmer a user sees, not slow drift; smoothing off over on) and, per
 smoothing off (what the filter costs a real blink).
 Agreement: per shape, Pearson r with the peer over the frames where both found a face, clips pooled;
 the mean over shapes the peer moves (std > 0.05).
+Headset mode (``--headset``, docs/headset.md): every clip gets a headset painted over the upper face
+of each frame (training/headset_data.py's painter, placed from the clean frame's tracked mesh; one
+seeded visor per clip), then four runs: headset mode on (HeadsetTracker + LowerFaceEstimator + the
+chain, as ``process --headset``) and off (``auto``), on the painted and on the clean frames. Only the
+lower-face events (jaw_open, smile, mouth_pucker) and those detectors' false fires are scored; beside
+them the frames found, the frames whose state sent eyes or brows as tracked, and the mesh-fit share.
 """
 
 from __future__ import annotations
@@ -462,9 +469,15 @@ def evaluate_headset(clips: list[Clip], seed: int, smoothing: bool = True, progr
 
 def main_headset(a: argparse.Namespace, command: str) -> int:
     print(f"command: {command}\nvisor seed: {a.seed} (per clip: [seed, crc32(clip name)])", flush=True)
+    from avatar_bridge.estimators.registry import EstimatorError
+
     clips = load_clips(a.data, [c for c in a.clips.split(",") if c] or None)
-    report = evaluate_headset(clips, a.seed, a.smoothing == "on", progress=sys.stderr.isatty(),
-                              lower_face_model=a.lower_face_model)
+    try:
+        report = evaluate_headset(clips, a.seed, a.smoothing == "on", progress=sys.stderr.isatty(),
+                                  lower_face_model=a.lower_face_model)
+    except EstimatorError as exc:           # e.g. --lower-face-model is not a lower-face .onnx
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print_table(report, title="headset mode on real faces (painted visor), lower-face events", first="run",
                 extra={"eyes/brows sent tracked": "eyes/brows tracked", "mesh fit": "mesh fit"})
     if a.misses:
