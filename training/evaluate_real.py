@@ -2,6 +2,7 @@
 
     python -m training.evaluate_real                      # ../shared/data/real-faces, all estimators
     python -m training.evaluate_real --data DIR --estimators geometry,neural --smoothing off
+    python -m training.evaluate_real --headset [--seed 16]   # headset mode under a painted visor
 
 A folder holds mp4 clips and a ``labels.json`` (see ../shared/data/real-faces/README.md): per clip,
 events ``{"type", "start", "end"}`` (inclusive frame indices) and ``neutral`` ranges. Each clip is
@@ -29,6 +30,12 @@ sqrt 2: the shimmer a user sees, not slow drift; smoothing off over on) and, per
 smoothing off (what the filter costs a real blink).
 Agreement: per shape, Pearson r with the peer over the frames where both found a face, clips pooled;
 the mean over shapes the peer moves (std > 0.05).
+Headset mode (``--headset``, docs/headset.md): every clip gets a headset painted over the upper face
+of each frame (training/headset_data.py's painter, placed from the clean frame's tracked mesh; one
+seeded visor per clip), then four runs: headset mode on (HeadsetTracker + LowerFaceEstimator + the
+chain, as ``process --headset``) and off (``auto``), on the painted and on the clean frames. Only the
+lower-face events (jaw_open, smile, mouth_pucker) and those detectors' false fires are scored; beside
+them the frames found, the frames whose state sent eyes or brows as tracked, and the mesh-fit share.
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,18 +121,33 @@ def track(clip: Clip) -> None:
         clip.observations = [tracker.track(Frame(img, i, i / clip.fps, clip.name)) for i, img in enumerate(clip.frames)]
 
 
-def run_estimator(name: str, clip: Clip, smoothing: bool, model_path: str | None = None) -> np.ndarray:
-    """(T, 52) after the estimator and the signal chain (NaN rows where no face was found)."""
+def estimate_states(name: str, clip: Clip, smoothing: bool, model_path: str | None = None) -> list[FaceState | None]:
+    """The face state after the estimator and the signal chain per frame (None where no face was found)."""
     estimator = build_estimator(PipelineConfig(estimator=name, model_path=model_path))
     chain = SignalChain(SignalChainConfig(smoothing=smoothing))
-    out = np.full((len(clip.frames), len(ARKIT_BLENDSHAPES)), np.nan, np.float32)
+    states: list[FaceState | None] = []
     for i, obs in enumerate(clip.observations):
         if obs is None:
             estimator.reset()
             chain.process(FaceState.neutral(face_present=False, t_capture=i / clip.fps, frame_index=i))
+            states.append(None)
             continue
-        out[i] = chain.process(estimator.estimate(obs)).blendshapes
+        states.append(chain.process(estimator.estimate(obs)))
+    return states
+
+
+def stack_states(states: list[FaceState | None]) -> np.ndarray:
+    """(T, 52), NaN rows where no face was found."""
+    out = np.full((len(states), len(ARKIT_BLENDSHAPES)), np.nan, np.float32)
+    for i, state in enumerate(states):
+        if state is not None and state.face_present:
+            out[i] = state.blendshapes
     return out
+
+
+def run_estimator(name: str, clip: Clip, smoothing: bool, model_path: str | None = None) -> np.ndarray:
+    """(T, 52) after the estimator and the signal chain (NaN rows where no face was found)."""
+    return stack_states(estimate_states(name, clip, smoothing, model_path))
 
 
 def run_teacher(teacher, clip: Clip) -> np.ndarray:
@@ -176,9 +200,10 @@ class Score:
         return self.false_fires.get("_frames", 0)
 
 
-def score_clip(clip: Clip, bs: np.ndarray) -> Score:
-    """Hits and false fires of one estimator's (T, 52) on one clip (rules in the module docstring)."""
-    values = {k: np.nan_to_num(v, nan=0.0) for k, v in detector_values(bs).items()}
+def score_clip(clip: Clip, bs: np.ndarray, kinds: tuple[str, ...] | None = None) -> Score:
+    """Hits and false fires of one estimator's (T, 52) on one clip (rules in the module docstring);
+    ``kinds``: only these detectors (their events, their false fires), e.g. headset mode's lower face."""
+    values = {k: np.nan_to_num(v, nan=0.0) for k, v in detector_values(bs).items() if kinds is None or k in kinds}
     neutral = clip.neutral_frames()
     s = Score(neutral_frames=len(neutral))
     for kind, v in values.items():
@@ -246,6 +271,20 @@ def agreement(series: list[np.ndarray], peer: list[np.ndarray]) -> dict[str, flo
     return out
 
 
+def summarise(clips: list[Clip], per_clip: list[np.ndarray], kinds: tuple[str, ...] | None = None) -> dict:
+    """One estimator's scores over all clips: events caught (by type), false fires, face found, misses."""
+    total = Score()
+    for clip, bs in zip(clips, per_clip):
+        total.add(score_clip(clip, bs, kinds))
+    return {"caught": total.total_caught, "events": total.total_events,
+            "hit_rate": total.total_caught / max(total.total_events, 1),
+            "by_type": {k: [total.caught[k], total.events[k]] for k in total.events},
+            "false_fire_frames": total.frames_with_false_fire, "neutral_frames": total.neutral_frames,
+            "false_fires_by_type": {k: v for k, v in total.false_fires.items() if k != "_frames"},
+            "face_found": float(np.mean(np.concatenate([~np.isnan(b).any(1) for b in per_clip]))),
+            "misses": total.misses}
+
+
 def evaluate(clips: list[Clip], estimators: list[str], smoothing: bool, peers: tuple[str, ...] = PEERS,
              model_paths: dict[str, str] | None = None, progress: bool = True, signal: bool = False) -> dict:
     """Run everything and score it; returns {"estimators": {name: {...}}, "clips": n, "frames": n}."""
@@ -273,16 +312,7 @@ def evaluate(clips: list[Clip], estimators: list[str], smoothing: bool, peers: t
             bar.advance(task)
     results = {}
     for name, per_clip in series.items():
-        total = Score()
-        for clip, bs in zip(clips, per_clip):
-            total.add(score_clip(clip, bs))
-        entry = {"caught": total.total_caught, "events": total.total_events,
-                 "hit_rate": total.total_caught / max(total.total_events, 1),
-                 "by_type": {k: [total.caught[k], total.events[k]] for k in total.events},
-                 "false_fire_frames": total.frames_with_false_fire, "neutral_frames": total.neutral_frames,
-                 "false_fires_by_type": {k: v for k, v in total.false_fires.items() if k != "_frames"},
-                 "face_found": float(np.mean(np.concatenate([~np.isnan(b).any(1) for b in per_clip]))),
-                 "misses": total.misses}
+        entry = summarise(clips, per_clip)
         if "mediapipe" in series and name != "mediapipe":
             r = agreement(per_clip, series["mediapipe"])
             entry["r_with_peer"] = r
@@ -294,24 +324,177 @@ def evaluate(clips: list[Clip], estimators: list[str], smoothing: bool, peers: t
             "smoothing": smoothing, "series": series}
 
 
-def print_table(report: dict) -> None:
+def print_table(report: dict, title: str = "real faces", first: str = "estimator",
+                extra: dict[str, str] | None = None) -> None:
+    """The side-by-side table; ``extra``: more columns, header -> the key of a preformatted string in
+    each entry ("-" where an entry has none)."""
     from rich.console import Console
     from rich.table import Table
 
     est = report["estimators"]
     types = [t for t in SCORED_EVENTS if any(t in e["by_type"] for e in est.values())]
-    table = Table(title=f"real faces: {report['clips']} clips, {report['frames']} frames, "
+    peer = any("mean_r_with_peer" in e for e in est.values())
+    table = Table(title=f"{title}: {report['clips']} clips, {report['frames']} frames, "
                         f"smoothing {'on' if report['smoothing'] else 'off'}")
-    for col in ("estimator", "events caught", *types, "false fires (neutral frames)", "mean r vs peer", "face found"):
-        table.add_column(col, justify="right" if col != "estimator" else "left")
+    for col in (first, "events caught", *types, "false fires (neutral frames)", *(["mean r vs peer"] if peer else []),
+                "face found", *(extra or {})):
+        table.add_column(col, justify="right" if col != first else "left")
     for name, e in est.items():
         ff = ", ".join(f"{k} {v}" for k, v in e["false_fires_by_type"].items())
         table.add_row(name, f"{e['caught']}/{e['events']} ({100 * e['hit_rate']:.0f} %)",
                       *[f"{e['by_type'][t][0]}/{e['by_type'][t][1]}" if t in e["by_type"] else "-" for t in types],
                       f"{e['false_fire_frames']}/{e['neutral_frames']}" + (f" ({ff})" if ff else ""),
-                      f"{e['mean_r_with_peer']:.2f}" if "mean_r_with_peer" in e else "-",
-                      f"{100 * e['face_found']:.0f} %")
-    Console().print(table)
+                      *([f"{e['mean_r_with_peer']:.2f}" if "mean_r_with_peer" in e else "-"] if peer else []),
+                      f"{100 * e['face_found']:.0f} %", *[str(e.get(k, "-")) for k in (extra or {}).values()])
+    console = Console()
+    if not console.is_terminal:         # piped into a log or a doc: no 80-column wrap of the table
+        console.width = 180
+    console.print(table)
+
+
+# --- headset mode on real faces (--headset) ------------------------------------------------------
+
+# What headset mode reads (the lower face); blink and brows are under the visor and never scored here.
+LOWER_FACE_EVENTS = ("jaw_open", "smile", "mouth_pucker")
+HEADSET_RUNS = {"on_visor": "headset on, visor", "off_visor": "headset off (auto), visor",
+                "on_clean": "headset on, no visor", "off_clean": "headset off (auto), no visor"}
+UPPER_REGIONS = frozenset({"eyes", "brows"})
+
+
+def visor_rng(seed: int, name: str) -> np.random.Generator:
+    """The clip's visor draws: fixed by the seed and the clip's name, so one clip run alone gets the
+    same visor as in the whole set."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def paint_clip(clip: Clip, seed: int) -> Clip:
+    """The clip with a headset painted over the upper face of every frame (training/headset_data.py's
+    paint_headset), placed from the clean frame's tracked landmarks (``clip.observations``; a frame
+    the mesh missed takes the nearest fitted frame's). One visor per clip, as one headset is worn
+    through a take: every frame's painter gets the same seeded draws (shape, colour, how low it sits,
+    straps), so the visor moves with the head and never changes; clips differ as training's do."""
+    from training.headset_data import landmarks68_from_mesh, paint_headset
+
+    fitted = np.array([i for i, o in enumerate(clip.observations) if o is not None])
+    if not len(fitted):
+        raise SystemExit(f"{clip.name}: no face found on any clean frame, so there is nowhere to place a visor")
+    painted = []
+    for i, image in enumerate(clip.frames):
+        obs = clip.observations[int(fitted[np.abs(fitted - i).argmin()])]
+        l68 = landmarks68_from_mesh(obs.landmarks, image.shape[1], image.shape[0])
+        painted.append(paint_headset(image, l68, visor_rng(seed, clip.name)))
+    return Clip(clip.name, clip.fps, painted, clip.labels)
+
+
+@dataclass
+class HeadsetRun:
+    """One run over one clip: (T, 52) after the chain (NaN where no face) and what the user would see
+    of the rest: frames whose state sent eyes or brows as tracked, frames the mesh fitted."""
+
+    blendshapes: np.ndarray
+    upper_tracked: int
+    mesh_fitted: int
+
+
+def run_headset_mode(clip: Clip, smoothing: bool, lower_face_model: str | None = None) -> HeadsetRun:
+    """Headset mode over the clip's frames as ``process --headset`` runs it: HeadsetTracker (mesh
+    under the visor, else the held box) -> LowerFaceEstimator -> the signal chain -> untracked
+    regions neutralised (runtime/pipeline.py)."""
+    from avatar_bridge.runtime.pipeline import Pipeline
+
+    pipeline = Pipeline.create(PipelineConfig(headset=True, lower_face_model=lower_face_model),
+                               SignalChain(SignalChainConfig(smoothing=smoothing)))
+    states, fitted = [], 0
+    try:
+        for i, image in enumerate(clip.frames):
+            state, _ = pipeline.process(Frame(image, i, i / clip.fps, clip.name))
+            states.append(state)
+            fitted += int(getattr(pipeline.last_observation, "source", None) == "face")
+    finally:
+        pipeline.close()
+    return HeadsetRun(stack_states(states), count_upper_tracked(states), fitted)
+
+
+def count_upper_tracked(states: list[FaceState | None]) -> int:
+    return sum(1 for s in states if s is not None and s.face_present and not UPPER_REGIONS <= s.untracked)
+
+
+def run_off(clip: Clip, smoothing: bool) -> HeadsetRun:
+    """The default estimator (``auto``) on the clip's tracked observations, as the user has it today."""
+    states = estimate_states("auto", clip, smoothing)
+    return HeadsetRun(stack_states(states), count_upper_tracked(states), sum(o is not None for o in clip.observations))
+
+
+def evaluate_headset(clips: list[Clip], seed: int, smoothing: bool = True, progress: bool = True,
+                     lower_face_model: str | None = None) -> dict:
+    """Each clip with a painted visor: headset mode on, headset mode off (auto); and the clean clip
+    with headset mode on and off. Only the lower-face events and false fires are scored."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    runs: dict[str, list[HeadsetRun]] = {k: [] for k in HEADSET_RUNS}
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task("headset mode on real faces", total=sum(len(c.frames) for c in clips) * 5)
+        for clip in clips:
+            # Five passes over every frame: track clean, paint + track painted, headset mode twice, auto.
+            n = len(clip.frames)
+            bar.update(task, description=f"{clip.name}: tracking")
+            track(clip)
+            bar.advance(task, n)
+            bar.update(task, description=f"{clip.name}: painting a visor, tracking it")
+            painted = paint_clip(clip, seed)
+            track(painted)
+            bar.advance(task, n)
+            bar.update(task, description=f"{clip.name}: headset mode")
+            runs["on_visor"].append(run_headset_mode(painted, smoothing, lower_face_model))
+            runs["on_clean"].append(run_headset_mode(clip, smoothing, lower_face_model))
+            bar.advance(task, 2 * n)
+            bar.update(task, description=f"{clip.name}: auto")
+            runs["off_visor"].append(run_off(painted, smoothing))
+            runs["off_clean"].append(run_off(clip, smoothing))
+            bar.advance(task, n)
+    results = {}
+    for key, per_clip in runs.items():
+        entry = summarise(clips, [r.blendshapes for r in per_clip], LOWER_FACE_EVENTS)
+        found = int(sum((~np.isnan(r.blendshapes).any(1)).sum() for r in per_clip))
+        entry["found_frames"] = found
+        entry["upper_tracked"] = int(sum(r.upper_tracked for r in per_clip))
+        entry["mesh_fitted"] = float(sum(r.mesh_fitted for r in per_clip) / sum(len(c.frames) for c in clips))
+        entry["eyes/brows tracked"] = f"{entry['upper_tracked']}/{found}"
+        entry["mesh fit"] = f"{100 * entry['mesh_fitted']:.0f} %"
+        results[HEADSET_RUNS[key]] = entry
+    return {"estimators": results, "clips": len(clips), "frames": sum(len(c.frames) for c in clips),
+            "smoothing": smoothing, "seed": seed, "keys": dict(zip(HEADSET_RUNS.values(), HEADSET_RUNS))}
+
+
+def main_headset(a: argparse.Namespace, command: str) -> int:
+    print(f"command: {command}\nvisor seed: {a.seed} (per clip: [seed, crc32(clip name)])", flush=True)
+    from avatar_bridge.estimators.registry import EstimatorError
+
+    clips = load_clips(a.data, [c for c in a.clips.split(",") if c] or None)
+    try:
+        report = evaluate_headset(clips, a.seed, a.smoothing == "on", progress=sys.stderr.isatty(),
+                                  lower_face_model=a.lower_face_model)
+    except EstimatorError as exc:           # e.g. --lower-face-model is not a lower-face .onnx
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_table(report, title="headset mode on real faces (painted visor), lower-face events", first="run",
+                extra={"eyes/brows sent tracked": "eyes/brows tracked", "mesh fit": "mesh fit"})
+    if a.misses:
+        for name, e in report["estimators"].items():
+            for m in e["misses"]:
+                print(f"miss  {name:30s} {m}")
+    keys = report["keys"]
+    summary = {keys[n]: {k: e[k] for k in ("caught", "events", "hit_rate", "by_type", "false_fire_frames",
+                                           "neutral_frames", "found_frames", "upper_tracked")}
+               | {"false_fires_by_type": e["false_fires_by_type"], "face_found": round(e["face_found"], 4),
+                  "mesh_fitted": round(e["mesh_fitted"], 4)}
+               for n, e in report["estimators"].items()}
+    print(json.dumps({"real_faces_headset": summary, "seed": a.seed, "smoothing": a.smoothing,
+                      "frames": report["frames"], "command": command}))
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=1))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,11 +511,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--signal", action="store_true",
                    help="also run each estimator with smoothing off: eye jitter drop and blink peaks kept")
     p.add_argument("--json", type=Path, help="also write the full report here")
+    p.add_argument("--headset", action="store_true",
+                   help="headset mode instead: a visor painted on every frame; headset mode on and off (auto) on "
+                        "the painted and the clean frames; lower-face events only (--estimators, --model, "
+                        "--no-peers and --signal do not apply)")
+    p.add_argument("--seed", type=int, default=16, help="--headset: the visors' seed")
+    p.add_argument("--lower-face-model", metavar="PATH", help="--headset: this .onnx instead of the shipped "
+                                                             "lower_face.onnx")
     a = p.parse_args(argv)
     if not (a.data / "labels.json").exists():
         print(f"error: {a.data / 'labels.json'} not found; pass --data with a folder of clips and labels.json",
               file=sys.stderr)
         return 2
+    if a.headset:
+        args = sys.argv[1:] if argv is None else argv
+        return main_headset(a, "python -m training.evaluate_real " + " ".join(shlex.quote(x) for x in args))
     models = dict(m.split("=", 1) for m in a.model)
     clips = load_clips(a.data, [c for c in a.clips.split(",") if c] or None)
     report = evaluate(clips, [e for e in a.estimators.split(",") if e], a.smoothing == "on",

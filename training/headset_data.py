@@ -48,6 +48,23 @@ class Sample:
     landmarks68: np.ndarray
 
 
+# MediaPipe face-mesh index nearest to each Multi-PIE 68 point, so a real face tracked by our tracker
+# can be given a visor by paint_headset (training/evaluate_real.py --headset). Measured: 80 ICT-FaceKit
+# webcam renders (seed 68, 384 px) tracked in static-image mode, the mesh point with the least mean
+# distance to each true point; mean error 1.4-6.5 % of the face width (the jaw contour the most).
+MP_TO_68 = np.array([
+    127, 234, 93, 215, 172, 150, 149, 148, 152, 377, 378, 379, 397, 435, 401, 454, 356,   # jaw 0-16
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,                                        # brows 17-26
+    168, 197, 195, 4, 240, 97, 2, 326, 460,                                               # nose 27-35
+    33, 160, 158, 155, 153, 163, 362, 385, 387, 249, 373, 380,                            # eyes 36-47
+    61, 39, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91, 78, 81, 13, 311, 308, 402, 14, 178])  # lips 48-67
+
+
+def landmarks68_from_mesh(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+    """MediaPipe's normalised (478, 3) landmarks -> (68, 2) pixels in the Multi-PIE layout (MP_TO_68)."""
+    return (np.asarray(landmarks[MP_TO_68, :2], np.float64) * (width, height)).astype(np.float32)
+
+
 def lower_face_weights(rng: np.random.Generator) -> np.ndarray:
     """Expressions that exercise the lower face: jawOpen often, a few mouth/cheek shapes, any eyes."""
     bs = np.zeros(len(ARKIT_BLENDSHAPES), np.float32)
