@@ -2,7 +2,7 @@
 onnxruntime, one thread), and the coefficient stream's frame time with `--texture` on vs off, side
 by side in one run, alternating rounds so drift on a shared machine hits both.
 
-    python benchmarks/bench_texture.py [--frames 240] [--rounds 2] [--estimator neural] [--texture-fps 15]
+    python benchmarks/bench_texture.py [--frames 240] [--rounds 2] [--estimator auto] [--texture-fps 15]
 
 Frame time = per-frame processing in the daemon (tracking to publish, the `total` stage) and the
 end-to-end latency a subscriber sees (arrival - capture time). Targets (issue 18): generator
@@ -85,7 +85,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=240)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--estimator", default="neural")
+    ap.add_argument("--estimator", default="auto", help="what the stream runs (auto: the shipped default)")
     ap.add_argument("--texture-fps", type=float, default=15.0)
     ap.add_argument("--runs", type=int, default=200, help="generator calls per variant")
     args = ap.parse_args()

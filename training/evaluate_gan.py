@@ -5,7 +5,7 @@ On held-out identities (cache/gan/heldout.npz, disjoint from training): each fac
 is the reference, its other frames are generated from their coefficients and pose and compared to
 the true renders: L1 (0..1), PSNR (dB), SSIM (scikit-image, colour), and sharpness (variance of
 the Laplacian of the grey image, as a ratio to the true render's: 1 = as sharp as the truth).
-Readback: our estimator (MediaPipe tracker + the shipped neural network, one frame at a time, the
+Readback: our estimator (MediaPipe tracker + ``--estimator``, the shipped default, one frame at a time, the
 128 px face upscaled and padded so the detector sees context) reads each generated face; Pearson r
 with the input coefficients for jawOpen, eyeBlink (mean L/R) and mouthSmile (mean L/R), with the
 same reading of the true renders as the ceiling. Personalisation: a real clip from
@@ -45,9 +45,10 @@ class EvaluateGanConfig:
     out: str = "docs/texture_eval.json"          # the numbers
     grid: str = "docs/texture_grid.png"           # generated vs true faces across expressions
     clip: str = "../shared/data/real-faces/paddlegan_man_singing.mp4"   # personalisation ('' to skip)
-    finetune_steps: int = 150
+    finetune_steps: int = 300                    # enroll's default
     work: str = "runs/gan_personal"               # the clip's crops and the fine-tuned model (never committed)
     threads: int = 1
+    estimator: str = "auto"                      # what reads the generated faces back: what users run
 
 
 def generate(ckpt: str, refs: np.ndarray, shapes: np.ndarray, pose: np.ndarray) -> np.ndarray:
@@ -79,8 +80,8 @@ def image_metrics(fake: np.ndarray, true: np.ndarray) -> dict[str, float]:
 class EstimatorReader:
     """Our runtime estimator on single face images (recurrent state reset per image)."""
 
-    def __init__(self) -> None:
-        self.pipeline = Pipeline.create(PipelineConfig(estimator="neural"))
+    def __init__(self, estimator: str) -> None:
+        self.pipeline = Pipeline.create(PipelineConfig(estimator=estimator))
 
     def read(self, images: np.ndarray) -> np.ndarray:
         """(N, 52) coefficients, NaN where no face was found."""
@@ -134,7 +135,7 @@ def personalise(cfg: EvaluateGanConfig, reader: EstimatorReader) -> dict:
     work = Path(cfg.work)
     work.mkdir(parents=True, exist_ok=True)
     crops, shapes, poses = [], [], []
-    pipeline = Pipeline.create(PipelineConfig(estimator="neural"))
+    pipeline = Pipeline.create(PipelineConfig(estimator=cfg.estimator))
     for i, frame in enumerate(open_source(SourceConfig(spec=cfg.clip, realtime=False)).frames()):
         state, _ = pipeline.process(frame)
         if state.face_present and pipeline.last_observation is not None and i % 2 == 0:
@@ -146,7 +147,7 @@ def personalise(cfg: EvaluateGanConfig, reader: EstimatorReader) -> dict:
     cut = int(0.7 * len(crops))
     np.savez(work / "enroll.npz", images=crops[:cut], blendshapes=shapes[:cut], pose=poses[:cut],
              identity=np.zeros(cut, np.int32))
-    finetune(work / "enroll.npz", work / "model", steps=cfg.finetune_steps, int8=False)
+    finetune(work / "enroll.npz", work / "model", steps=cfg.finetune_steps, base=Path(cfg.gan), int8=False)
     neutral = int(np.argmin(shapes[:cut].sum(1) + 4 * np.abs(poses[:cut]).sum(1)))
     refs = np.repeat(crops[neutral][None], len(crops) - cut, 0)
     res = {"clip": Path(cfg.clip).name, "enrol_frames": cut, "test_frames": len(crops) - cut,
@@ -171,7 +172,7 @@ def main(argv=None) -> None:
     ri, ti = heldout_pairs(data)
     refs, true = data["images"][ri], data["images"][ti]
     shapes, pose = data["blendshapes"][ti], data["pose"][ti]
-    reader = EstimatorReader()
+    reader = EstimatorReader(cfg.estimator)
     results: dict = {"heldout": {"faces": int(len(np.unique(data["identity"]))), "frames": int(len(ti))}}
     results["heldout"]["readback_true_renders"] = readback(reader.read(true), shapes)
     fakes = {}
