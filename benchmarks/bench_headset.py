@@ -72,14 +72,10 @@ def run_off(images, estimator_name: str):
     return states, est.name
 
 
-MESH_MOUTH = ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight",
-              "mouthStretchLeft", "mouthStretchRight", "mouthPucker", "mouthFunnel")
-
-
-def run_on(images, rois=None, mouth_camera=False, mesh_shapes=()):
+def run_on(images, rois=None, mouth_camera=False, mesh_estimator="landmarks"):
     from avatar_bridge.estimators.lower_face import LowerFaceConfig
     from avatar_bridge.types import FaceState
-    est = LowerFaceEstimator(LowerFaceConfig(mesh_shapes=mesh_shapes))
+    est = LowerFaceEstimator(LowerFaceConfig(mesh_estimator=mesh_estimator))
     states, sources = [], []
     cfg = HeadsetTrackerConfig(mouth_camera=mouth_camera, hold_frames=0, tracker=STATIC)
     with HeadsetTracker(cfg) as tracker:
@@ -113,8 +109,8 @@ def main() -> None:
     on_visor, src = run_on(visor, rois)
     rows.append(("visor", "on (mesh, else ROI)", score(on_visor, truth),
                  f"mesh {src.count('face')}, roi {src.count('roi')}"))
-    on_visor_geo, src = run_on(visor, rois, mesh_shapes=MESH_MOUTH)
-    rows.append(("visor", "on, mesh mouth shapes", score(on_visor_geo, truth), "geometry's shapes when the mesh fits"))
+    on_visor_crop, src = run_on(visor, rois, mesh_estimator="")
+    rows.append(("visor", "on, crop network only", score(on_visor_crop, truth), "no landmarks estimator on the mesh"))
     on_visor_mesh, src = run_on(visor)
     rows.append(("visor", "on (mesh only)", score(on_visor_mesh, truth), f"mesh {src.count('face')}"))
     off_clean, _ = run_off(clean, a.estimator)

@@ -1,13 +1,15 @@
-"""Lower-face estimator of headset mode: a small CNN on the lower-face crop (onnxruntime + numpy).
+"""Lower-face estimator of headset mode: a small CNN on the lower-face crop (onnxruntime + numpy),
+and the full-face landmarks estimator on the mesh wherever MediaPipe still fits it under the visor.
 
-Why its own network rather than the landmarks under the visor: MediaPipe fits a face under a
-headset only some of the time (about 2 frames in 3 on our occluded renders) and then guesses the
-upper face from the lower, so its mouth shapes are shaky exactly when the visor sits low; a crop
-network needs no fit at all (a user ROI or a mouth camera's frame does), and the crop is the only
-input that still carries the lips. Trained on ICT-FaceKit renders with painted headsets
-(training/train_headset.py, docs/model_card.md). Eyes, gaze and brows are marked untracked and left
-at 0; the head pose is PnP's when the mesh fitted, else untracked (an HMD gives a better one,
-engine_plugins/openvr/).
+Two readers because each fails where the other works. The crop network needs no fit at all (a user
+ROI or a mouth camera's frame does, and the crop is the only input that still carries the lips),
+but trained on renders it reads little beyond jawOpen on real faces. Where the mesh fits (99 % of
+real frames with a painted visor), the distilled landmarks network reads real smiles, puckers and
+speech-sized jaw opens that the crop network misses; jawOpen takes the larger of the two
+(``LowerFaceConfig.mesh_estimator``; the numbers are in docs/model_card.md). The crop network is
+trained on ICT-FaceKit renders with painted headsets (training/train_headset.py). Eyes, gaze and
+brows are marked untracked and left at 0; the head pose is PnP's when the mesh fitted, else
+untracked (an HMD gives a better one, engine_plugins/openvr/).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from blendshape_model import WEIGHTS_DIR
 
 SHIPPED_LOWER_FACE_MODEL = WEIGHTS_DIR / "lower_face.onnx"
 NO_MESH_UNTRACKED = HEADSET_UNTRACKED | {"head"}
+JAW = INDEX["jawOpen"]
 
 
 class LowerFaceModelError(ValueError):
@@ -39,9 +42,12 @@ class LowerFaceConfig:
     head_pose: HeadPoseConfig = HeadPoseConfig()
     mirror_average: bool = True            # also run the mirrored crop and average: one-sided shapes stay sided
     threads: int = 1
-    # When the face mesh fits, take these shapes from the geometry baseline's lip landmarks instead
-    # of the network (bench_headset.py measures both; docs/model_card.md says which wins).
-    mesh_shapes: tuple[str, ...] = ()
+    # Where the face mesh fits under the visor, the shapes this network reads come from this
+    # full-face estimator on the mesh instead, jawOpen the larger of the two (each catches real jaw
+    # opens the other misses): "landmarks" (what `auto` runs), "geometry", or "" (the network alone).
+    # Chosen on real faces with painted visors (python -m training.evaluate_real --headset,
+    # docs/model_card.md "Lower-face network"): the crop network alone reads no real smile or pucker.
+    mesh_estimator: str = "landmarks"
 
 
 class LowerFaceEstimator:
@@ -70,11 +76,10 @@ class LowerFaceEstimator:
         self._flip = np.array([names.index(twin[n]) for n in names]) if all(twin[n] in names for n in names) else None
         self.config = config
         self._pose = HeadPoseSolver(config.head_pose)
-        self._mesh_columns = np.array([INDEX[n] for n in config.mesh_shapes], np.int64)
-        self._geometry = None
-        if config.mesh_shapes:
-            from avatar_bridge.estimators.geometry import GeometryEstimator
-            self._geometry = GeometryEstimator()
+        self._mesh = None
+        if config.mesh_estimator:
+            from avatar_bridge.estimators.registry import create_estimator
+            self._mesh = create_estimator(config.mesh_estimator)
 
     @classmethod
     def from_path(cls, path: str | None = None) -> "LowerFaceEstimator":
@@ -82,6 +87,8 @@ class LowerFaceEstimator:
 
     def reset(self) -> None:
         self._pose.reset()
+        if self._mesh is not None:
+            self._mesh.reset()
 
     def lower_face(self, crop: np.ndarray) -> np.ndarray:
         """(S, S, 3) uint8 crop -> the model's shapes (in ``self.columns`` order), 0..1."""
@@ -98,12 +105,17 @@ class LowerFaceEstimator:
         kwargs = {}
         if observation.landmarks is not None:
             h, w = frame.image.shape[:2]
-            if self._geometry is not None:
+            if self._mesh is not None:
                 face = FaceObservation(frame, observation.landmarks, observation.crop, np.eye(2, 3, dtype=np.float32),
                                        observation.confidence)
-                bs[self._mesh_columns] = self._geometry.estimate(face).blendshapes[self._mesh_columns]
-            pose = self._pose.solve(observation.landmarks, w, h)
-            kwargs = dict(head_rotation=pose.rotation, head_position=pose.position)
+                mesh = self._mesh.estimate(face)
+                jaw = max(bs[JAW], mesh.blendshapes[JAW])
+                bs[self.columns] = mesh.blendshapes[self.columns]
+                bs[JAW] = jaw
+                kwargs = dict(head_rotation=mesh.head_rotation, head_position=mesh.head_position)
+            else:
+                pose = self._pose.solve(observation.landmarks, w, h)
+                kwargs = dict(head_rotation=pose.rotation, head_position=pose.position)
             untracked = HEADSET_UNTRACKED
         else:
             self._pose.reset()
