@@ -112,3 +112,35 @@ def test_headset_settings_come_from_the_config_file_and_bad_ones_are_one_line(tm
                               capture_output=True, text=True, env=hermetic_env(), timeout=60)
         assert proc.returncode == 1 and "--roi" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_the_face_mesh_box_sits_on_the_mouth_under_a_visor():
+    """The box headset mode cuts when MediaPipe fits a face under a visor holds the whole mouth, in its
+    upper middle, at about the size of training's box (from the render's true points), the jaw
+    open or shut (the v0.1 box, hung from the upper lip, cut off the upper lip of the fifth face)."""
+    from avatar_bridge.tracking.headset import HeadsetTracker, HeadsetTrackerConfig
+    from avatar_bridge.tracking.tracker import TrackerConfig
+    from training.headset_data import paint_headset
+    from training.render import Renderer, default_params
+
+    rng = np.random.default_rng(8)
+    placed = 0
+    cfg = HeadsetTrackerConfig(hold_frames=0, tracker=TrackerConfig(static_image_mode=True))
+    with Renderer(256, 256) as r, HeadsetTracker(cfg) as tracker:
+        for i, jaw in enumerate((0.0, 0.5, 1.0, 0.2, 0.8, 0.4)):
+            res = r.render(default_params(identity=rng.normal(0, 1, 100).astype(np.float32),
+                                          blendshapes={"jawOpen": jaw, "mouthSmileLeft": 0.3 * (i % 2)}, seed=i))
+            img = paint_headset(res.image, res.landmarks68, np.random.default_rng(i))
+            obs = tracker.track(Frame(img, i, i / 30, "visor"))
+            if obs is None or obs.source != "face":
+                continue
+            placed += 1
+            x, y, w, h = obs.box
+            lips = res.landmarks68[48:68]
+            inside = (lips[:, 0] > x) & (lips[:, 0] < x + w) & (lips[:, 1] > y) & (lips[:, 1] < y + h)
+            assert inside.all(), (i, obs.box, lips.min(0), lips.max(0))
+            true = box_from_points(res.landmarks68[2], res.landmarks68[14], res.landmarks68[33])
+            assert 0.8 < w / true.w < 1.25, (i, w, true.w)
+            cx, cy = lips.mean(0)
+            assert abs(cx - (x + w / 2)) < 0.1 * w and y + 0.2 * h < cy < y + 0.65 * h, (i, obs.box, cx, cy)
+    assert placed >= 4      # MediaPipe fits most of these visored faces
