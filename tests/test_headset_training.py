@@ -94,7 +94,7 @@ def test_the_keypoint_head_learns_to_place_the_points_in_a_smoke_run():
     assert info0["history"][-1]["keypoint_loss"] > 2 * kp[-1]
 
 
-def test_whole_frames_carry_the_face_mesh_box_and_crops_are_cut_anew_each_draw():
+def test_whole_frames_carry_the_face_mesh_box_and_crops_are_cut_anew_each_draw(tmp_path):
     frames = render_frames(8, seed=2, progress=False)
     assert frames["images"].shape[0] == 8 and frames["mesh_boxes"].shape == (8, 4)
     webcam = frames["views"] != 2
@@ -107,3 +107,16 @@ def test_whole_frames_carry_the_face_mesh_box_and_crops_are_cut_anew_each_draw()
     fixed1, _, k1 = source.get(np.arange(8), fixed=True)
     fixed2, _, k2 = source.get(np.arange(8), fixed=True)
     assert (fixed1 == fixed2).all() and (k1 == k2).all()       # validation reads the same crops every epoch
+    # The face-mesh readout fits on the frames' meshes, and the estimator's loader takes what it writes.
+    from avatar_bridge.estimators.lower_face import MeshReadout
+    from training.train_headset import fit_mesh_readout
+    assert frames["meshes"].shape == (8, 478, 3) and np.isnan(frames["meshes"][~webcam]).all()
+    arrays, info = fit_mesh_readout(frames, val_fraction=0.0)
+    path = tmp_path / "mesh.npz"
+    np.savez(path, **arrays)
+    readout = MeshReadout(path)
+    fitted = np.flatnonzero(np.isfinite(frames["meshes"][:, 0, 0]))
+    got = np.stack([readout.read(frames["meshes"][i]) for i in fitted])
+    truth = frames["blendshapes"][fitted][:, readout.columns]
+    # 5-7 frames, 265 features: the ridge all but interpolates its own training frames
+    assert np.abs(got - np.clip(truth, 0, 1)).mean() < 0.05, np.abs(got - truth).mean()

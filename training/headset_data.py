@@ -210,13 +210,15 @@ def cut_crop(image: np.ndarray, l68: np.ndarray, view: str, mesh_box: Box | None
     return photometric(crop_box(image, box, CROP_SIZE), rng), crop_keypoints(l68, box)
 
 
-def mesh_boxes(images: np.ndarray, views: np.ndarray, progress: bool = True) -> np.ndarray:
-    """(N, 4) the box headset mode would cut from each frame's face mesh (MediaPipe, static image
-    mode, as bench_headset.py runs it); NaN where it fits no face or the view is a mouth camera's."""
+def fit_meshes(images: np.ndarray, views: np.ndarray, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame's face mesh as headset mode fits it (MediaPipe, static image mode, as
+    bench_headset.py runs it): (N, 478, 3) normalised landmarks and (N, 4) the box cut from them;
+    NaN where it fits no face or the view is a mouth camera's."""
     from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
     from avatar_bridge.types import Frame
 
-    out = np.full((len(images), 4), np.nan, np.float32)
+    boxes = np.full((len(images), 4), np.nan, np.float32)
+    meshes = np.full((len(images), 478, 3), np.nan, np.float32)
     cfg = TrackerConfig(static_image_mode=True, min_detection_confidence=0.3, min_tracking_confidence=0.3)
     with FaceTracker(cfg) as tracker:
         for i, img in enumerate(images):
@@ -224,10 +226,11 @@ def mesh_boxes(images: np.ndarray, views: np.ndarray, progress: bool = True) -> 
                 continue
             face = tracker.track(Frame(img, i, i / 30, "train"))
             if face is not None:
-                out[i] = box_from_landmarks(face.landmarks, img.shape[1], img.shape[0]).as_tuple()
+                meshes[i] = face.landmarks[:, :3]
+                boxes[i] = box_from_landmarks(face.landmarks, img.shape[1], img.shape[0]).as_tuple()
             if progress and (i + 1) % 1000 == 0:
                 print(f"mesh {i + 1}/{len(images)}", flush=True)
-    return out
+    return meshes, boxes
 
 
 def render_frames(n: int, seed: int, progress: bool = True) -> dict[str, np.ndarray]:
@@ -247,7 +250,7 @@ def render_frames(n: int, seed: int, progress: bool = True) -> dict[str, np.ndar
     data = {"images": np.stack(imgs), "l68": np.stack(l68).astype(np.float32),
             "blendshapes": np.stack(bs).astype(np.float32), "views": np.array(views, np.int8),
             "occluded": np.array(occ), "boxes": np.array(boxes, np.float32)}
-    data["mesh_boxes"] = mesh_boxes(data["images"], data["views"], progress)
+    data["meshes"], data["mesh_boxes"] = fit_meshes(data["images"], data["views"], progress)
     return data
 
 

@@ -195,6 +195,34 @@ def train(data: dict[str, np.ndarray], cfg: HeadsetTrainConfig, progress: bool =
                           "frames": bool(source.frames)}
 
 
+def fit_mesh_readout(frames: dict[str, np.ndarray], lam: float = 1.0, val_fraction: float = 0.1) -> tuple[dict, dict]:
+    """The ridge readout of the lower-face shapes from the face mesh (``MeshReadout``), fitted on the
+    frames the mesh fitted: (the .npz's arrays, {"val_mean_r", "val_jawOpen_r", "frames"})."""
+    from avatar_bridge.estimators.lower_face import MESH_POINTS, mesh_features
+
+    ok = np.isfinite(frames["meshes"][:, 0, 0])
+    x = mesh_features(frames["meshes"][ok])
+    y = frames["blendshapes"][ok][:, LOWER_INDEX].astype(np.float64)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    a = np.c_[(x - mean) / std, np.ones(len(x))]
+    n_val = int(len(a) * val_fraction)
+    tr = np.arange(len(a)) < len(a) - n_val
+    reg = lam * np.eye(a.shape[1])
+    reg[-1, -1] = 0.0                              # the bias is not shrunk
+    w = np.linalg.solve(a[tr].T @ a[tr] + reg, a[tr].T @ y[tr])
+    info = {"frames": int(tr.sum())}
+    if n_val:
+        pred = np.clip(a[~tr] @ w, 0, 1)
+        rs = {n: float(np.corrcoef(pred[:, j], y[~tr, j])[0, 1]) for j, n in enumerate(LOWER_FACE_SHAPES)
+              if y[~tr, j].std() > 0.05}
+        info |= {"val_mean_r": float(np.mean(list(rs.values()))), "val_jawOpen_r": rs["jawOpen"]}
+        w = np.linalg.solve(a.T @ a + reg, a.T @ y)   # the shipped fit uses every frame
+        info["frames"] = int(len(a))
+    arrays = {"shapes": np.array(LOWER_FACE_SHAPES), "mean": mean.astype(np.float32), "std": std.astype(np.float32),
+              "weights": w.astype(np.float32), "points": np.array(MESH_POINTS, np.int32)}
+    return arrays, info
+
+
 @torch.no_grad()
 def predict(model: LowerFaceNet, crops: np.ndarray, batch: int = 256) -> np.ndarray:
     model.eval()
@@ -238,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--width", type=int, default=HeadsetTrainConfig.width)
     ap.add_argument("--keypoint-weight", type=float, default=HeadsetTrainConfig.keypoint_weight,
                     help="the keypoint head's share of the loss (0: weights only)")
+    ap.add_argument("--mesh-out", type=Path, help="also fit the face-mesh readout and write it here (.npz)")
     ap.add_argument("--smoke", action="store_true", help="a few rendered frames and a few steps (for tests)")
     a = ap.parse_args(argv)
     if a.smoke:
@@ -246,6 +275,13 @@ def main(argv: list[str] | None = None) -> None:
         from training.headset_data import render_frames
         data = dict(np.load(a.data)) if a.data else render_frames(20000, seed=16)
         cfg = HeadsetTrainConfig(epochs=a.epochs, width=a.width, keypoint_weight=a.keypoint_weight)
+    if a.mesh_out is not None:
+        if "meshes" not in data:
+            ap.error("--mesh-out needs whole frames with their meshes (python -m training.headset_data)")
+        arrays, mesh_info = fit_mesh_readout(data)
+        a.mesh_out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(a.mesh_out, **arrays)
+        print(json.dumps({"mesh_out": str(a.mesh_out), **mesh_info}), flush=True)
     model, info = train(data, cfg, progress=not a.smoke)
     export(model, a.out, {k: v for k, v in info.items() if k != "history"} | {"final": info["history"][-1]})
     print(json.dumps({"out": str(a.out), **info["history"][-1], "seconds": round(info["seconds"], 1)}))

@@ -8,6 +8,11 @@ input that still carries the lips. Trained on ICT-FaceKit renders with painted h
 (training/train_headset.py, docs/model_card.md). Eyes, gaze and brows are marked untracked and left
 at 0; the head pose is PnP's when the mesh fitted, else untracked (an HMD gives a better one,
 engine_plugins/openvr/).
+
+Where the mesh fits, the mouth shapes come from a linear readout of MediaPipe's lower-face
+landmarks instead (``MeshReadout``, ``weights/lower_face_mesh.npz``, fitted on the same renders'
+meshes): under a painted visor it reads the mouth shapes at mean r ~0.18 where the crop network
+stays near 0.05; jawOpen is the mean of the two.
 """
 
 from __future__ import annotations
@@ -26,7 +31,58 @@ from avatar_bridge.types import FaceObservation, FaceState, LowerFaceObservation
 from blendshape_model import WEIGHTS_DIR
 
 SHIPPED_LOWER_FACE_MODEL = WEIGHTS_DIR / "lower_face.onnx"
+SHIPPED_MESH_READOUT = WEIGHTS_DIR / "lower_face_mesh.npz"
 NO_MESH_UNTRACKED = HEADSET_UNTRACKED | {"head"}
+
+# MediaPipe face-mesh points below the nose: lips (outer and inner ring), the chin and jaw line, the
+# nose base and the cheeks beside the mouth; what ``mesh_features`` reads.
+MESH_POINTS = (0, 2, 13, 14, 17, 18, 37, 39, 40, 43, 50, 57, 58, 61, 78, 80, 81, 82, 83, 84, 87, 88, 91, 93, 95,
+               98, 106, 132, 136, 146, 148, 149, 150, 152, 172, 175, 176, 178, 181, 182, 185, 191, 199, 200, 202,
+               205, 206, 212, 216, 267, 269, 270, 273, 280, 287, 288, 291, 308, 310, 311, 312, 313, 314, 317, 318,
+               321, 323, 324, 327, 335, 361, 365, 375, 377, 378, 379, 397, 400, 402, 405, 406, 409, 415, 422, 425,
+               426, 432, 436)
+
+
+def mesh_features(landmarks: np.ndarray) -> np.ndarray:
+    """(478, 3) or (N, 478, 3) normalised MediaPipe landmarks -> (N, 3 * len(MESH_POINTS)): the lower
+    face's points about the mouth corners' midpoint, turned so the jaw line is level, in jaw widths
+    (so where the face is, how big and how rolled drop out)."""
+    p = np.asarray(landmarks, np.float64).reshape(-1, 478, 3)[:, :, :3]
+    centre = p[:, [61, 291]].mean(1, keepdims=True)
+    jaw = p[:, 323, :2] - p[:, 93, :2]
+    ang = np.arctan2(jaw[:, 1], jaw[:, 0])
+    c, s = np.cos(-ang)[:, None], np.sin(-ang)[:, None]
+    q = (p - centre)[:, list(MESH_POINTS)]
+    scale = np.maximum(np.linalg.norm(jaw, axis=1), 1e-6)[:, None]
+    x, y = q[..., 0] * c - q[..., 1] * s, q[..., 0] * s + q[..., 1] * c
+    return np.concatenate([x / scale, y / scale, q[..., 2] / scale], 1)
+
+
+class MeshReadout:
+    """Lower-face shapes from the face mesh: ``mesh_features``, standardised, times a ridge fit
+    (training/train_headset.py ``fit_mesh_readout``), clipped to 0..1. The .npz holds ``shapes``,
+    ``mean``, ``std``, ``weights`` (F+1, S) and ``points`` (checked against MESH_POINTS)."""
+
+    def __init__(self, path: str | Path) -> None:
+        try:
+            with np.load(path) as z:
+                self.shapes = [str(n) for n in z["shapes"]]
+                self.mean, self.std, self.weights = z["mean"], z["std"], z["weights"]
+                points = tuple(int(i) for i in z["points"])
+        except (KeyError, ValueError, OSError) as exc:
+            raise LowerFaceModelError(f"{path} is not a lower-face mesh readout ({exc})") from None
+        if points != MESH_POINTS or self.weights.shape != (len(self.mean) + 1, len(self.shapes)):
+            raise LowerFaceModelError(f"{path} reads other mesh points than this build; refit it with "
+                                      "python -m training.train_headset --mesh-out")
+        unknown = [n for n in self.shapes if n not in INDEX]
+        if unknown:
+            raise LowerFaceModelError(f"{path} predicts shapes this build does not know: {unknown}")
+        self.columns = np.array([INDEX[n] for n in self.shapes], np.int64)
+
+    def read(self, landmarks: np.ndarray) -> np.ndarray:
+        """(478, 3) landmarks -> the readout's shapes (``self.columns`` order), 0..1."""
+        x = (mesh_features(landmarks)[0] - self.mean) / self.std
+        return np.clip(x @ self.weights[:-1] + self.weights[-1], 0.0, 1.0).astype(np.float32)
 
 
 class LowerFaceModelError(ValueError):
@@ -42,6 +98,9 @@ class LowerFaceConfig:
     # When the face mesh fits, take these shapes from the geometry baseline's lip landmarks instead
     # of the network (bench_headset.py measures both; docs/model_card.md says which wins).
     mesh_shapes: tuple[str, ...] = ()
+    # When the face mesh fits, the mouth shapes from MeshReadout (jawOpen: its mean with the
+    # network's); None: weights/lower_face_mesh.npz; "" turns it off (the network alone).
+    mesh_readout: str | None = None
 
 
 class LowerFaceEstimator:
@@ -71,6 +130,9 @@ class LowerFaceEstimator:
         self.config = config
         self._pose = HeadPoseSolver(config.head_pose)
         self._mesh_columns = np.array([INDEX[n] for n in config.mesh_shapes], np.int64)
+        self._readout = None
+        if config.mesh_readout != "":
+            self._readout = MeshReadout(config.mesh_readout or SHIPPED_MESH_READOUT)
         self._geometry = None
         if config.mesh_shapes:
             from avatar_bridge.estimators.geometry import GeometryEstimator
@@ -98,6 +160,10 @@ class LowerFaceEstimator:
         kwargs = {}
         if observation.landmarks is not None:
             h, w = frame.image.shape[:2]
+            if self._readout is not None:
+                jaw = bs[INDEX["jawOpen"]]
+                bs[self._readout.columns] = self._readout.read(observation.landmarks)
+                bs[INDEX["jawOpen"]] = (jaw + bs[INDEX["jawOpen"]]) / 2
             if self._geometry is not None:
                 face = FaceObservation(frame, observation.landmarks, observation.crop, np.eye(2, 3, dtype=np.float32),
                                        observation.confidence)
