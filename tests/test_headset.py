@@ -180,8 +180,8 @@ def test_the_mesh_readout_reads_the_mouth_from_the_face_mesh_under_a_visor():
 def test_a_file_that_is_no_mesh_readout_is_one_clear_error(tmp_path):
     from avatar_bridge.estimators.lower_face import LowerFaceConfig, LowerFaceEstimator, LowerFaceModelError
     bad = tmp_path / "readout.npz"
-    np.savez(bad, shapes=np.array(["jawOpen"]), mean=np.zeros(3), std=np.ones(3), weights=np.zeros((4, 1)),
-             points=np.array([0, 1, 2]))
+    np.savez(bad, shapes=np.array(["jawOpen"]), mean=np.zeros(3), std=np.ones(3), proj=np.zeros((3, 2)),
+             phase=np.zeros(2), weights=np.zeros((6, 1)), points=np.array([0, 1, 2]))
     with pytest.raises(LowerFaceModelError, match="other mesh points"):
         LowerFaceEstimator(LowerFaceConfig(mesh_readout=str(bad)))
     (tmp_path / "junk.npz").write_bytes(b"not a zip")

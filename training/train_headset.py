@@ -3,12 +3,15 @@
 The whole run (docs/model_card.md, "Lower-face network"): render whole frames, then train on one CPU
 thread, cutting new crops from them every epoch::
 
-    python -m training.headset_data --frames 20000 --out /tmp/headset_frames.npz
-    python -m training.train_headset --data /tmp/headset_frames.npz --out blendshape_model/weights/lower_face.onnx
+    for k in $(seq 0 39); do python -m training.headset_data --frames 500 --seed $((5000 + k)) --out /tmp/hs_$(printf %02d $k).npz; done
+    python -m training.train_headset --data /tmp/hs_*.npz --out blendshape_model/weights/lower_face.onnx \
+        --keypoint-weight 0 --mesh-out blendshape_model/weights/lower_face_mesh.npz
 
-Besides the 32 weights the network places 42 Multi-PIE points (jaw line, nose base, lips) in its crop,
-a second head trained jointly and not exported: the weights alone are 32 mostly-zero numbers a crop,
-too little for a network to find the lip geometry from; the points say where every lip edge is.
+Optionally (``--keypoint-weight``) the network also places 42 Multi-PIE points (jaw line, nose base,
+lips) in its crop, a second head trained jointly and not exported: meant as dense geometric
+supervision, it lowered val jawOpen r in the measured runs, so it is off by default (model card).
+``--mesh-out`` also fits the face-mesh readout (``fit_mesh_readout``), which reads the mouth shapes
+where MediaPipe fits a face.
 
 ``--smoke`` renders a handful of frames and trains for a few steps (what the tests run).
 """
@@ -43,7 +46,7 @@ class HeadsetTrainConfig:
     weight_decay: float = 1e-4
     val_fraction: float = 0.1
     width: int = 16              # channels of the first block; the others are multiples (16: ~20 s an epoch)
-    keypoint_weight: float = 1.0  # the keypoint head's loss against the weights' (0: no keypoint head)
+    keypoint_weight: float = 0.0  # the keypoint head's loss against the weights' (0: off; 1 lost, model card)
     seed: int = 0
     threads: int = 1             # the machine is shared; one thread keeps the run predictable
 
@@ -195,31 +198,45 @@ def train(data: dict[str, np.ndarray], cfg: HeadsetTrainConfig, progress: bool =
                           "frames": bool(source.frames)}
 
 
-def fit_mesh_readout(frames: dict[str, np.ndarray], lam: float = 1.0, val_fraction: float = 0.1) -> tuple[dict, dict]:
+def fit_mesh_readout(frames: dict[str, np.ndarray], lam: float = 3.0, val_fraction: float = 0.1,
+                     features: int = 1500, gamma: float = 0.2, seed: int = 0) -> tuple[dict, dict]:
     """The ridge readout of the lower-face shapes from the face mesh (``MeshReadout``), fitted on the
-    frames the mesh fitted: (the .npz's arrays, {"val_mean_r", "val_jawOpen_r", "frames"})."""
-    from avatar_bridge.estimators.lower_face import MESH_POINTS, mesh_features
+    frames the mesh fitted and their mirror images (landmarks mirrored, Left/Right labels swapped):
+    (the .npz's arrays, {"val_mean_r", "val_jawOpen_r" on the last ``val_fraction`` of frames, "frames"})."""
+    from avatar_bridge.estimators.lower_face import MESH_POINTS, MeshReadout, mesh_features
+    from avatar_bridge.tracking.face_landmarks import landmark_mirror_permutation
 
     ok = np.isfinite(frames["meshes"][:, 0, 0])
-    x = mesh_features(frames["meshes"][ok])
+    meshes = frames["meshes"][ok]
+    mirrored = meshes[:, landmark_mirror_permutation()].copy()
+    mirrored[..., 0] = 1.0 - mirrored[..., 0]
+    x, xm = mesh_features(meshes), mesh_features(mirrored)
     y = frames["blendshapes"][ok][:, LOWER_INDEX].astype(np.float64)
+    ym = frames["blendshapes"][ok][:, list(MIRROR_PERMUTATION)][:, LOWER_INDEX].astype(np.float64)
     mean, std = x.mean(0), x.std(0) + 1e-6
-    a = np.c_[(x - mean) / std, np.ones(len(x))]
-    n_val = int(len(a) * val_fraction)
-    tr = np.arange(len(a)) < len(a) - n_val
-    reg = lam * np.eye(a.shape[1])
-    reg[-1, -1] = 0.0                              # the bias is not shrunk
-    w = np.linalg.solve(a[tr].T @ a[tr] + reg, a[tr].T @ y[tr])
-    info = {"frames": int(tr.sum())}
+    rng = np.random.default_rng(seed)
+    proj = rng.normal(0.0, gamma / np.sqrt(x.shape[1]), (x.shape[1], features))
+    phase = rng.uniform(0.0, 2 * np.pi, features)
+    design = lambda f: MeshReadout.design(f, mean, std, proj, phase)  # noqa: E731
+
+    def solve(rows: np.ndarray) -> np.ndarray:
+        a = np.concatenate([design(x[rows]), design(xm[rows])])
+        reg = lam * np.eye(a.shape[1])
+        reg[-1, -1] = 0.0                              # the bias is not shrunk
+        return np.linalg.solve(a.T @ a + reg, a.T @ np.concatenate([y[rows], ym[rows]]))
+
+    n_val = int(len(x) * val_fraction)
+    info = {"frames": int(len(x))}
     if n_val:
-        pred = np.clip(a[~tr] @ w, 0, 1)
-        rs = {n: float(np.corrcoef(pred[:, j], y[~tr, j])[0, 1]) for j, n in enumerate(LOWER_FACE_SHAPES)
-              if y[~tr, j].std() > 0.05}
+        w = solve(np.arange(len(x) - n_val))
+        pred = np.clip(design(x[-n_val:]) @ w, 0, 1)
+        rs = {n: float(np.corrcoef(pred[:, j], y[-n_val:, j])[0, 1]) for j, n in enumerate(LOWER_FACE_SHAPES)
+              if y[-n_val:, j].std() > 0.05}
         info |= {"val_mean_r": float(np.mean(list(rs.values()))), "val_jawOpen_r": rs["jawOpen"]}
-        w = np.linalg.solve(a.T @ a + reg, a.T @ y)   # the shipped fit uses every frame
-        info["frames"] = int(len(a))
+    w = solve(np.arange(len(x)))                      # the shipped fit uses every frame
     arrays = {"shapes": np.array(LOWER_FACE_SHAPES), "mean": mean.astype(np.float32), "std": std.astype(np.float32),
-              "weights": w.astype(np.float32), "points": np.array(MESH_POINTS, np.int32)}
+              "proj": proj.astype(np.float32), "phase": phase.astype(np.float32), "weights": w.astype(np.float32),
+              "points": np.array(MESH_POINTS, np.int32)}
     return arrays, info
 
 
@@ -260,7 +277,8 @@ def export(model: LowerFaceNet, path: Path, info: dict) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, help="frames from training.headset_data (rendered here if omitted)")
+    ap.add_argument("--data", type=Path, nargs="+",
+                    help="frames from training.headset_data, one or more files joined (rendered here if omitted)")
     ap.add_argument("--out", type=Path, required=True, help="the .onnx to write")
     ap.add_argument("--epochs", type=int, default=HeadsetTrainConfig.epochs)
     ap.add_argument("--width", type=int, default=HeadsetTrainConfig.width)
@@ -273,7 +291,11 @@ def main(argv: list[str] | None = None) -> None:
         data, cfg = build_crops(24, seed=5, progress=False), HeadsetTrainConfig(epochs=2, batch=16, width=8)
     else:
         from training.headset_data import render_frames
-        data = dict(np.load(a.data)) if a.data else render_frames(20000, seed=16)
+        if a.data:
+            parts = [dict(np.load(p)) for p in a.data]
+            data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        else:
+            data = render_frames(20000, seed=16)
         cfg = HeadsetTrainConfig(epochs=a.epochs, width=a.width, keypoint_weight=a.keypoint_weight)
     if a.mesh_out is not None:
         if "meshes" not in data:

@@ -34,6 +34,11 @@ SHIPPED_LOWER_FACE_MODEL = WEIGHTS_DIR / "lower_face.onnx"
 SHIPPED_MESH_READOUT = WEIGHTS_DIR / "lower_face_mesh.npz"
 NO_MESH_UNTRACKED = HEADSET_UNTRACKED | {"head"}
 
+
+class LowerFaceModelError(ValueError):
+    """The .onnx is not a lower-face model; the text says what was expected."""
+
+
 # MediaPipe face-mesh points below the nose: lips (outer and inner ring), the chin and jaw line, the
 # nose base and the cheeks beside the mouth; what ``mesh_features`` reads.
 MESH_POINTS = (0, 2, 13, 14, 17, 18, 37, 39, 40, 43, 50, 57, 58, 61, 78, 80, 81, 82, 83, 84, 87, 88, 91, 93, 95,
@@ -59,19 +64,25 @@ def mesh_features(landmarks: np.ndarray) -> np.ndarray:
 
 
 class MeshReadout:
-    """Lower-face shapes from the face mesh: ``mesh_features``, standardised, times a ridge fit
+    """Lower-face shapes from the face mesh: ``mesh_features`` standardised (z), with random
+    Fourier features cos(z P + phase) beside them (a cheap non-linearity: +0.03 mean r over z alone
+    under a visor, where a two-layer MLP did no better than z alone), times a ridge fit
     (training/train_headset.py ``fit_mesh_readout``), clipped to 0..1. The .npz holds ``shapes``,
-    ``mean``, ``std``, ``weights`` (F+1, S) and ``points`` (checked against MESH_POINTS)."""
+    ``mean``, ``std``, ``proj`` (F, R), ``phase`` (R,), ``weights`` (F+R+1, S) and ``points``
+    (checked against MESH_POINTS)."""
 
     def __init__(self, path: str | Path) -> None:
         try:
             with np.load(path) as z:
                 self.shapes = [str(n) for n in z["shapes"]]
                 self.mean, self.std, self.weights = z["mean"], z["std"], z["weights"]
+                self.proj, self.phase = z["proj"], z["phase"]
                 points = tuple(int(i) for i in z["points"])
         except (KeyError, ValueError, OSError) as exc:
             raise LowerFaceModelError(f"{path} is not a lower-face mesh readout ({exc})") from None
-        if points != MESH_POINTS or self.weights.shape != (len(self.mean) + 1, len(self.shapes)):
+        f = len(self.mean)
+        if points != MESH_POINTS or self.proj.shape != (f, len(self.phase)) or \
+                self.weights.shape != (f + len(self.phase) + 1, len(self.shapes)):
             raise LowerFaceModelError(f"{path} reads other mesh points than this build; refit it with "
                                       "python -m training.train_headset --mesh-out")
         unknown = [n for n in self.shapes if n not in INDEX]
@@ -79,14 +90,17 @@ class MeshReadout:
             raise LowerFaceModelError(f"{path} predicts shapes this build does not know: {unknown}")
         self.columns = np.array([INDEX[n] for n in self.shapes], np.int64)
 
+    @staticmethod
+    def design(features: np.ndarray, mean: np.ndarray, std: np.ndarray, proj: np.ndarray,
+               phase: np.ndarray) -> np.ndarray:
+        """(N, F) mesh features -> (N, F+R+1) what the ridge weights multiply (the fit uses it too)."""
+        z = (features - mean) / std
+        return np.concatenate([z, np.cos(z @ proj + phase), np.ones((len(z), 1))], 1)
+
     def read(self, landmarks: np.ndarray) -> np.ndarray:
         """(478, 3) landmarks -> the readout's shapes (``self.columns`` order), 0..1."""
-        x = (mesh_features(landmarks)[0] - self.mean) / self.std
-        return np.clip(x @ self.weights[:-1] + self.weights[-1], 0.0, 1.0).astype(np.float32)
-
-
-class LowerFaceModelError(ValueError):
-    """The .onnx is not a lower-face model; the text says what was expected."""
+        a = self.design(mesh_features(landmarks), self.mean, self.std, self.proj, self.phase)
+        return np.clip(a[0] @ self.weights, 0.0, 1.0).astype(np.float32)
 
 
 @dataclass(frozen=True)
