@@ -9,10 +9,10 @@ input that still carries the lips. Trained on ICT-FaceKit renders with painted h
 at 0; the head pose is PnP's when the mesh fitted, else untracked (an HMD gives a better one,
 engine_plugins/openvr/).
 
-Where the mesh fits, the mouth shapes come from a linear readout of MediaPipe's lower-face
+Where the mesh fits, the mouth shapes come from a ridge readout of MediaPipe's lower-face
 landmarks instead (``MeshReadout``, ``weights/lower_face_mesh.npz``, fitted on the same renders'
-meshes): under a painted visor it reads the mouth shapes at mean r ~0.18 where the crop network
-stays near 0.05; jawOpen is the mean of the two.
+meshes): under a painted visor it reads them at mean r ~0.2, which the crop network does not come
+near; jawOpen is the mean of the two (bench_headset.py, docs/model_card.md).
 """
 
 from __future__ import annotations
