@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avatar_bridge.estimators.lower_face import LowerFaceEstimator  # noqa: E402
 from avatar_bridge.regions import REGION_SHAPES  # noqa: E402
-from avatar_bridge.arkit import INDEX  # noqa: E402
+from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX  # noqa: E402
 from avatar_bridge.runtime.pipeline import PipelineConfig, build_estimator  # noqa: E402
 from avatar_bridge.tracking.headset import HeadsetTracker, HeadsetTrackerConfig  # noqa: E402
 from avatar_bridge.tracking.lower_face import crop_box  # noqa: E402
@@ -57,7 +57,9 @@ def score(states, truth: np.ndarray) -> dict[str, float]:
     upper_sent = sum(1 for s in states if s.face_present and not {"eyes", "brows"} <= s.untracked)
     return {"found": found.mean(), "mean_r": float(np.mean(rs)) if rs else float("nan"),
             "jaw_r": pearson(pred[:, INDEX["jawOpen"]], true[:, INDEX["jawOpen"]]),
-            "upper_tracked": upper_sent / max(1, found.sum())}
+            "upper_tracked": upper_sent / max(1, found.sum()),
+            "per_shape": {ARKIT_BLENDSHAPES[i]: pearson(pred[:, i], true[:, i]) for i in LOWER_INDEX
+                          if true[:, i].std() > 0.05}}
 
 
 def run_off(images, estimator_name: str):
@@ -72,10 +74,10 @@ def run_off(images, estimator_name: str):
     return states, est.name
 
 
-def run_on(images, rois=None, mouth_camera=False, mesh_estimator="landmarks"):
+def run_on(images, rois=None, mouth_camera=False, mesh_estimator="landmarks", mesh_readout="", model=None):
     from avatar_bridge.estimators.lower_face import LowerFaceConfig
     from avatar_bridge.types import FaceState
-    est = LowerFaceEstimator(LowerFaceConfig(mesh_estimator=mesh_estimator))
+    est = LowerFaceEstimator(LowerFaceConfig(model_path=model, mesh_estimator=mesh_estimator, mesh_readout=mesh_readout))
     states, sources = [], []
     cfg = HeadsetTrackerConfig(mouth_camera=mouth_camera, hold_frames=0, tracker=STATIC)
     with HeadsetTracker(cfg) as tracker:
@@ -92,6 +94,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--estimator", default="auto", help="what headset mode off runs (auto, neural, geometry, landmarks)")
     ap.add_argument("--seed", type=int, default=1616)
+    ap.add_argument("--per-shape", action="store_true", help="also print each lower-face shape's r per row")
+    ap.add_argument("--model", help="the lower-face .onnx headset mode runs (default: the shipped one)")
     a = ap.parse_args()
     t0 = time.perf_counter()
     webcam = held_out(a.frames, a.seed, ("webcam", "below"))
@@ -106,26 +110,33 @@ def main() -> None:
     rows = []
     off_visor, name = run_off(visor, a.estimator)
     rows.append(("visor", f"off ({name})", score(off_visor, truth), ""))
-    on_visor, src = run_on(visor, rois)
+    on_visor, src = run_on(visor, rois, model=a.model)
     rows.append(("visor", "on (mesh, else ROI)", score(on_visor, truth),
                  f"mesh {src.count('face')}, roi {src.count('roi')}"))
-    on_visor_crop, src = run_on(visor, rois, mesh_estimator="")
+    on_visor_crop, src = run_on(visor, rois, mesh_estimator="", model=a.model)
     rows.append(("visor", "on, crop network only", score(on_visor_crop, truth), "no landmarks estimator on the mesh"))
-    on_visor_mesh, src = run_on(visor)
+    on_visor_ro, src = run_on(visor, rois, mesh_estimator="", mesh_readout=None, model=a.model)
+    rows.append(("visor", "on, mesh readout", score(on_visor_ro, truth), "the readout instead of the landmarks estimator"))
+    on_visor_mesh, src = run_on(visor, model=a.model)
     rows.append(("visor", "on (mesh only)", score(on_visor_mesh, truth), f"mesh {src.count('face')}"))
     off_clean, _ = run_off(clean, a.estimator)
     rows.append(("no visor", f"off ({name})", score(off_clean, truth), ""))
-    on_clean, src = run_on(clean)
+    on_clean, src = run_on(clean, model=a.model)
     rows.append(("no visor", "on (mesh only)", score(on_clean, truth), f"mesh {src.count('face')}"))
     off_mouth, _ = run_off(mouth_frames, a.estimator)
     rows.append(("mouth camera", f"off ({name})", score(off_mouth, mouth_truth), ""))
-    on_mouth, _ = run_on(mouth_frames, mouth_camera=True)
+    on_mouth, _ = run_on(mouth_frames, mouth_camera=True, model=a.model)
     rows.append(("mouth camera", "on (--mouth-camera)", score(on_mouth, mouth_truth), ""))
 
     print(f"\n{'set':<13} {'headset mode':<22} {'found':>6} {'lower r':>8} {'jawOpen r':>10} {'eyes/brows sent as tracked':>27}  notes")
     for set_name, mode, s, note in rows:
         print(f"{set_name:<13} {mode:<22} {s['found']:>6.1%} {s['mean_r']:>8.3f} {s['jaw_r']:>10.3f} "
               f"{s['upper_tracked']:>27.0%}  {note}")
+    if a.per_shape:
+        shapes = sorted({n for _, _, s, _ in rows for n in s["per_shape"]}, key=ARKIT_BLENDSHAPES.index)
+        print(f"\nper-shape r (rows as above, in order){'':<3}" + " ".join(f"{k + 1:>6}" for k in range(len(rows))))
+        for n in shapes:
+            print(f"{n:<40}" + " ".join(f"{s['per_shape'].get(n, float('nan')):>6.2f}" for _, _, s, _ in rows))
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
 
 

@@ -15,8 +15,9 @@ from avatar_bridge.arkit import INDEX  # noqa: E402
 from avatar_bridge.estimators.lower_face import LowerFaceEstimator  # noqa: E402
 from avatar_bridge.tracking.lower_face import CROP_SIZE  # noqa: E402
 from helpers import ROOT  # noqa: E402
-from training.headset_data import FLIP_CHECK_PAIRS, LOWER_FACE_SHAPES, build_crops, paint_headset  # noqa: E402
-from training.train_headset import FLIP, HeadsetTrainConfig, export, predict, train  # noqa: E402
+from training.headset_data import (FLIP_CHECK_PAIRS, KEYPOINT_FLIP, KEYPOINTS, LOWER_FACE_SHAPES, build_crops,  # noqa: E402
+                                   paint_headset, render_frames)
+from training.train_headset import FLIP, Crops, HeadsetTrainConfig, export, predict, train  # noqa: E402
 
 
 def test_the_lower_face_shapes_are_everything_from_the_nose_base_down():
@@ -57,3 +58,66 @@ def test_the_training_command_has_a_smoke_mode(tmp_path):
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size > 10_000 and '"epoch": 2' in proc.stdout
+
+
+def test_the_keypoints_are_where_the_lips_are_in_the_crop_and_mirror_onto_their_twins():
+    points = list(KEYPOINTS)
+    assert KEYPOINT_FLIP[points.index(48)] == points.index(54) and KEYPOINT_FLIP[points.index(51)] == points.index(51)
+    assert KEYPOINT_FLIP[points.index(0)] == points.index(16) and (KEYPOINT_FLIP[KEYPOINT_FLIP] == np.arange(len(points))).all()
+    data = build_crops(6, seed=11, progress=False)
+    lips = data["keypoints"][:, points.index(48):points.index(67) + 1]
+    inside = ((lips > 0) & (lips < 1)).all(2).mean(1)
+    assert (inside >= 0.9).all(), inside                   # the lips land inside their crop (jitter may clip a corner)
+    # ... and where the crop shows them: a dot painted on the upper lip's centre is found at its keypoint.
+    from avatar_bridge.tracking.lower_face import Box, crop_box
+    from training.headset_data import crop_keypoints
+    l68 = np.zeros((68, 2), np.float32)
+    l68[51] = (131.0, 97.0)
+    image = np.zeros((192, 192, 3), np.uint8)
+    image[95:100, 129:134] = 255
+    box = Box(90.0, 60.0, 80.0, 96.0)
+    crop = crop_box(image, box)
+    y, x = np.unravel_index(crop[..., 0].argmax(), crop.shape[:2])
+    kp = crop_keypoints(l68, box)[points.index(51)] * CROP_SIZE
+    assert abs(kp[0] - x) <= 1.5 and abs(kp[1] - y) <= 1.5, (kp, x, y)
+
+
+def test_the_keypoint_head_learns_to_place_the_points_in_a_smoke_run():
+    data = build_crops(16, seed=4, progress=False)
+    model, info = train(data, HeadsetTrainConfig(epochs=12, batch=8, width=8, val_fraction=0.0, keypoint_weight=1.0),
+                        progress=False)
+    kp = [h["keypoint_loss"] for h in info["history"]]
+    # Each coordinate's error is scaled by its spread; the untrained head starts far off.
+    assert kp[-1] < kp[0] / 3, kp
+    # Without the keypoint head's loss its output stays untrained: far worse than the trained head.
+    _, info0 = train(data, HeadsetTrainConfig(epochs=12, batch=8, width=8, val_fraction=0.0, keypoint_weight=0.0),
+                     progress=False)
+    assert info0["history"][-1]["keypoint_loss"] > 2 * kp[-1]
+
+
+def test_whole_frames_carry_the_face_mesh_box_and_crops_are_cut_anew_each_draw(tmp_path):
+    frames = render_frames(8, seed=2, progress=False)
+    assert frames["images"].shape[0] == 8 and frames["mesh_boxes"].shape == (8, 4)
+    webcam = frames["views"] != 2
+    assert np.isnan(frames["mesh_boxes"][~webcam]).all()       # a mouth camera's frame never gets a mesh
+    assert np.isfinite(frames["mesh_boxes"][webcam, 0]).mean() >= 0.5
+    source = Crops(frames, np.random.default_rng(0))
+    a, ya, _ = source.get(np.arange(8))
+    b, yb, _ = source.get(np.arange(8))
+    assert a.shape == (8, CROP_SIZE, CROP_SIZE, 3) and (ya == yb).all() and not (a == b).all()
+    fixed1, _, k1 = source.get(np.arange(8), fixed=True)
+    fixed2, _, k2 = source.get(np.arange(8), fixed=True)
+    assert (fixed1 == fixed2).all() and (k1 == k2).all()       # validation reads the same crops every epoch
+    # The face-mesh readout fits on the frames' meshes, and the estimator's loader takes what it writes.
+    from avatar_bridge.estimators.lower_face import MeshReadout
+    from training.train_headset import fit_mesh_readout
+    assert frames["meshes"].shape == (8, 478, 3) and np.isnan(frames["meshes"][~webcam]).all()
+    arrays, info = fit_mesh_readout(frames, val_fraction=0.0)
+    path = tmp_path / "mesh.npz"
+    np.savez(path, **arrays)
+    readout = MeshReadout(path)
+    fitted = np.flatnonzero(np.isfinite(frames["meshes"][:, 0, 0]))
+    got = np.stack([readout.read(frames["meshes"][i]) for i in fitted])
+    truth = frames["blendshapes"][fitted][:, readout.columns]
+    # 5-7 frames, 265 features: the ridge all but interpolates its own training frames
+    assert np.abs(got - np.clip(truth, 0, 1)).mean() < 0.05, np.abs(got - truth).mean()

@@ -5,7 +5,11 @@ The occluder is painted over the finished render: a headset sits in front of the
 the face can show through it, and a 2D painter gives the variety that matters (shape, colour,
 shading, how low it sits on the nose, a nose gap, straps, the shadow under it) without modelling one.
 
-    python -m training.headset_data --frames 5000 --out /tmp/headset_train.npz
+    python -m training.headset_data --frames 20000 --out /tmp/headset_frames.npz
+
+That writes whole frames (image, truth, the 68 projected points, the user-like box and the face mesh's
+box where MediaPipe fits one), so training can cut new crops every epoch (``cut_crop``); ``build_crops``
+cuts a fixed set of crops from a few frames instead (the tests' smoke runs).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
 from avatar_bridge.conventions import from_yaw_pitch_roll
-from avatar_bridge.tracking.lower_face import CROP_SIZE, Box, box_from_points, crop_box
+from avatar_bridge.tracking.lower_face import CROP_SIZE, Box, box_from_landmarks, box_from_points, crop_box
 
 # What the lower-face network predicts: everything from the nose base down. tongueOut has no shape
 # in ICT-FaceKit, so no render can teach it; it stays out.
@@ -30,6 +34,13 @@ LOWER_FACE_SHAPES: tuple[str, ...] = tuple(
 LOWER_INDEX = np.array([INDEX[n] for n in LOWER_FACE_SHAPES])
 
 VIEWS = ("webcam", "below", "mouthcam")
+# The Multi-PIE points the network also learns to place in its crop (an auxiliary target, see
+# training/train_headset.py): the jaw line, the nose base and the 20 lip points.
+KEYPOINTS = np.r_[0:17, 31:36, 48:68]
+_MIRROR68 = np.r_[16:-1:-1, 26:16:-1, 27:31, 35:30:-1, 45:41:-1, 47, 46, 39:35:-1, 41, 40,
+                  54:47:-1, 59:54:-1, 64:59:-1, 67:64:-1]
+# Column j of a mirrored crop's keypoints is column KEYPOINT_FLIP[j] of the original (its x is 1 - x).
+KEYPOINT_FLIP = np.array([list(KEYPOINTS).index(_MIRROR68[k]) for k in KEYPOINTS])
 # Pairs a mirrored crop swaps (the tests hold the label flip to them).
 FLIP_CHECK_PAIRS = (("mouthSmileLeft", "mouthSmileRight"), ("mouthLeft", "mouthRight"), ("jawLeft", "jawRight"),
                     ("jawOpen", "jawOpen"), ("cheekPuff", "cheekPuff"))
@@ -186,34 +197,106 @@ def photometric(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
-def build_crops(n: int, seed: int, crops_per_frame: int = 2, progress: bool = True) -> dict[str, np.ndarray]:
-    """Render ``n`` frames and cut ``crops_per_frame`` jittered, photometrically varied crops from each."""
-    rng = np.random.default_rng(seed + 1)
-    xs, ys, views = [], [], []
+def crop_keypoints(l68: np.ndarray, box: Box) -> np.ndarray:
+    """The ``KEYPOINTS`` in the crop cut from ``box``: (K, 2), 0..1 across the crop (may fall outside)."""
+    return ((l68[KEYPOINTS] - (box.x, box.y)) / (box.w, box.h)).astype(np.float32)
+
+
+def jitter_small(box: Box, rng: np.random.Generator) -> Box:
+    """The face mesh's box moved a little: its own frame-to-frame wobble, so crops are not all alike."""
+    side = box.w * rng.uniform(0.95, 1.05)
+    cx = box.x + box.w / 2 + rng.uniform(-0.03, 0.03) * box.w
+    cy = box.y + box.h / 2 + rng.uniform(-0.03, 0.03) * box.h
+    return Box(cx - side / 2, cy - side / 2, side, side)
+
+
+MESH_BOX_P = 0.6    # where the mesh fitted, this share of crops is cut from its box (what run time uses)
+
+
+def cut_crop(image: np.ndarray, l68: np.ndarray, view: str, mesh_box: Box | None, rng: np.random.Generator,
+             first: Box | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One training crop and its keypoints: from the face mesh's box (as headset mode places it when
+    MediaPipe fits) or a jittered true box (a held box, a user's ROI, a mouth camera); ``first``
+    forces the box."""
+    if first is not None:
+        box = first
+    elif mesh_box is not None and rng.random() < MESH_BOX_P:
+        box = jitter_small(mesh_box, rng)
+    else:
+        box = jittered_box(l68, view, rng)
+    return photometric(crop_box(image, box, CROP_SIZE), rng), crop_keypoints(l68, box)
+
+
+def fit_meshes(images: np.ndarray, views: np.ndarray, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame's face mesh as headset mode fits it (MediaPipe, static image mode, as
+    bench_headset.py runs it): (N, 478, 3) normalised landmarks and (N, 4) the box cut from them;
+    NaN where it fits no face or the view is a mouth camera's."""
+    from avatar_bridge.tracking.tracker import FaceTracker, TrackerConfig
+    from avatar_bridge.types import Frame
+
+    boxes = np.full((len(images), 4), np.nan, np.float32)
+    meshes = np.full((len(images), 478, 3), np.nan, np.float32)
+    cfg = TrackerConfig(static_image_mode=True, min_detection_confidence=0.3, min_tracking_confidence=0.3)
+    with FaceTracker(cfg) as tracker:
+        for i, img in enumerate(images):
+            if VIEWS[int(views[i])] == "mouthcam":
+                continue
+            face = tracker.track(Frame(img, i, i / 30, "train"))
+            if face is not None:
+                meshes[i] = face.landmarks[:, :3]
+                boxes[i] = box_from_landmarks(face.landmarks, img.shape[1], img.shape[0]).as_tuple()
+            if progress and (i + 1) % 1000 == 0:
+                print(f"mesh {i + 1}/{len(images)}", flush=True)
+    return meshes, boxes
+
+
+def render_frames(n: int, seed: int, progress: bool = True) -> dict[str, np.ndarray]:
+    """Render ``n`` whole frames with their truth and the face mesh's box (see the module docstring)."""
+    imgs, l68, bs, views, occ, boxes = [], [], [], [], [], []
     started = time.perf_counter()
     for i, s in enumerate(render_samples(n, seed)):
-        for k in range(crops_per_frame):
-            box = s.box if k == 0 else jittered_box(s.landmarks68, s.view, rng)
-            xs.append(photometric(crop_box(s.image, box, CROP_SIZE), rng))
-            ys.append(s.blendshapes[LOWER_INDEX])
-            views.append(VIEWS.index(s.view))
-        if progress and (i + 1) % 250 == 0:
+        imgs.append(s.image)
+        l68.append(s.landmarks68)
+        bs.append(s.blendshapes)
+        views.append(VIEWS.index(s.view))
+        occ.append(s.occluded)
+        boxes.append(s.box.as_tuple())
+        if progress and (i + 1) % 500 == 0:
             el = time.perf_counter() - started
             print(f"{i + 1}/{n} frames, {el:.0f} s, ETA {el / (i + 1) * (n - i - 1):.0f} s", flush=True)
-    return {"crops": np.stack(xs), "targets": np.stack(ys).astype(np.float32), "views": np.array(views, np.int8),
-            "shapes": np.array(LOWER_FACE_SHAPES), "crops_per_frame": np.array(crops_per_frame)}
+    data = {"images": np.stack(imgs), "l68": np.stack(l68).astype(np.float32),
+            "blendshapes": np.stack(bs).astype(np.float32), "views": np.array(views, np.int8),
+            "occluded": np.array(occ), "boxes": np.array(boxes, np.float32)}
+    data["meshes"], data["mesh_boxes"] = fit_meshes(data["images"], data["views"], progress)
+    return data
+
+
+def build_crops(n: int, seed: int, crops_per_frame: int = 2, progress: bool = True) -> dict[str, np.ndarray]:
+    """Render ``n`` frames and cut ``crops_per_frame`` crops from each: the first from the frame's
+    user-like box, the rest as ``cut_crop`` does (no face mesh: a fixed set for quick runs)."""
+    rng = np.random.default_rng(seed + 1)
+    xs, ys, kps, views = [], [], [], []
+    for s in render_samples(n, seed):
+        for k in range(crops_per_frame):
+            crop, kp = cut_crop(s.image, s.landmarks68, s.view, None, rng, first=s.box if k == 0 else None)
+            xs.append(crop)
+            kps.append(kp)
+            ys.append(s.blendshapes[LOWER_INDEX])
+            views.append(VIEWS.index(s.view))
+    return {"crops": np.stack(xs), "targets": np.stack(ys).astype(np.float32), "keypoints": np.stack(kps),
+            "views": np.array(views, np.int8), "shapes": np.array(LOWER_FACE_SHAPES),
+            "crops_per_frame": np.array(crops_per_frame)}
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=5000)
+    ap.add_argument("--frames", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=16)
-    ap.add_argument("--crops-per-frame", type=int, default=2)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="the .npz of whole frames to write")
     a = ap.parse_args(argv)
-    data = build_crops(a.frames, a.seed, a.crops_per_frame)
-    np.savez_compressed(a.out, **data)
-    print(f"wrote {a.out}: {len(data['crops'])} crops")
+    data = render_frames(a.frames, a.seed)
+    np.savez(a.out, **data)
+    print(f"wrote {a.out}: {len(data['images'])} frames, face mesh on {np.isfinite(data['mesh_boxes'][:, 0]).sum()}")
 
 
 if __name__ == "__main__":

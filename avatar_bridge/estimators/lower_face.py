@@ -6,7 +6,9 @@ ROI or a mouth camera's frame does, and the crop is the only input that still ca
 but trained on renders it reads little beyond jawOpen on real faces. Where the mesh fits (99 % of
 real frames with a painted visor), the distilled landmarks network reads real smiles, puckers and
 speech-sized jaw opens that the crop network misses; jawOpen takes the larger of the two
-(``LowerFaceConfig.mesh_estimator``; the numbers are in docs/model_card.md). The crop network is
+(``LowerFaceConfig.mesh_estimator``), and a readout fitted on renders' meshes (``MeshReadout``) is
+averaged into the lip-protrusion shapes, which the landmarks network over-reads on full lips at
+rest. The numbers behind each choice are in docs/model_card.md. The crop network is
 trained on ICT-FaceKit renders with painted headsets (training/train_headset.py). Eyes, gaze and
 brows are marked untracked and left at 0; the head pose is PnP's when the mesh fitted, else
 untracked (an HMD gives a better one, engine_plugins/openvr/).
@@ -28,12 +30,77 @@ from avatar_bridge.types import FaceObservation, FaceState, LowerFaceObservation
 from blendshape_model import WEIGHTS_DIR
 
 SHIPPED_LOWER_FACE_MODEL = WEIGHTS_DIR / "lower_face.onnx"
+SHIPPED_MESH_READOUT = WEIGHTS_DIR / "lower_face_mesh.npz"
 NO_MESH_UNTRACKED = HEADSET_UNTRACKED | {"head"}
 JAW = INDEX["jawOpen"]
 
 
 class LowerFaceModelError(ValueError):
     """The .onnx is not a lower-face model; the text says what was expected."""
+
+
+# MediaPipe face-mesh points below the nose: lips (outer and inner ring), the chin and jaw line, the
+# nose base and the cheeks beside the mouth; what ``mesh_features`` reads.
+MESH_POINTS = (0, 2, 13, 14, 17, 18, 37, 39, 40, 43, 50, 57, 58, 61, 78, 80, 81, 82, 83, 84, 87, 88, 91, 93, 95,
+               98, 106, 132, 136, 146, 148, 149, 150, 152, 172, 175, 176, 178, 181, 182, 185, 191, 199, 200, 202,
+               205, 206, 212, 216, 267, 269, 270, 273, 280, 287, 288, 291, 308, 310, 311, 312, 313, 314, 317, 318,
+               321, 323, 324, 327, 335, 361, 365, 375, 377, 378, 379, 397, 400, 402, 405, 406, 409, 415, 422, 425,
+               426, 432, 436)
+
+
+def mesh_features(landmarks: np.ndarray) -> np.ndarray:
+    """(478, 3) or (N, 478, 3) normalised MediaPipe landmarks -> (N, 3 * len(MESH_POINTS)): the lower
+    face's points about the mouth corners' midpoint, turned so the jaw line is level, in jaw widths
+    (so where the face is, how big and how rolled drop out)."""
+    p = np.asarray(landmarks, np.float64).reshape(-1, 478, 3)[:, :, :3]
+    centre = p[:, [61, 291]].mean(1, keepdims=True)
+    jaw = p[:, 323, :2] - p[:, 93, :2]
+    ang = np.arctan2(jaw[:, 1], jaw[:, 0])
+    c, s = np.cos(-ang)[:, None], np.sin(-ang)[:, None]
+    q = (p - centre)[:, list(MESH_POINTS)]
+    scale = np.maximum(np.linalg.norm(jaw, axis=1), 1e-6)[:, None]
+    x, y = q[..., 0] * c - q[..., 1] * s, q[..., 0] * s + q[..., 1] * c
+    return np.concatenate([x / scale, y / scale, q[..., 2] / scale], 1)
+
+
+class MeshReadout:
+    """Lower-face shapes from the face mesh: ``mesh_features`` standardised (z), with random
+    Fourier features cos(z P + phase) beside them (a cheap non-linearity: +0.03 mean r over z alone
+    under a visor, where a two-layer MLP did no better than z alone), times a ridge fit
+    (training/train_headset.py ``fit_mesh_readout``), clipped to 0..1. The .npz holds ``shapes``,
+    ``mean``, ``std``, ``proj`` (F, R), ``phase`` (R,), ``weights`` (F+R+1, S) and ``points``
+    (checked against MESH_POINTS)."""
+
+    def __init__(self, path: str | Path) -> None:
+        try:
+            with np.load(path) as z:
+                self.shapes = [str(n) for n in z["shapes"]]
+                self.mean, self.std, self.weights = z["mean"], z["std"], z["weights"]
+                self.proj, self.phase = z["proj"], z["phase"]
+                points = tuple(int(i) for i in z["points"])
+        except (KeyError, ValueError, OSError) as exc:
+            raise LowerFaceModelError(f"{path} is not a lower-face mesh readout ({exc})") from None
+        f = len(self.mean)
+        if points != MESH_POINTS or self.proj.shape != (f, len(self.phase)) or \
+                self.weights.shape != (f + len(self.phase) + 1, len(self.shapes)):
+            raise LowerFaceModelError(f"{path} reads other mesh points than this build; refit it with "
+                                      "python -m training.train_headset --mesh-out")
+        unknown = [n for n in self.shapes if n not in INDEX]
+        if unknown:
+            raise LowerFaceModelError(f"{path} predicts shapes this build does not know: {unknown}")
+        self.columns = np.array([INDEX[n] for n in self.shapes], np.int64)
+
+    @staticmethod
+    def design(features: np.ndarray, mean: np.ndarray, std: np.ndarray, proj: np.ndarray,
+               phase: np.ndarray) -> np.ndarray:
+        """(N, F) mesh features -> (N, F+R+1) what the ridge weights multiply (the fit uses it too)."""
+        z = (features - mean) / std
+        return np.concatenate([z, np.cos(z @ proj + phase), np.ones((len(z), 1))], 1)
+
+    def read(self, landmarks: np.ndarray) -> np.ndarray:
+        """(478, 3) landmarks -> the readout's shapes (``self.columns`` order), 0..1."""
+        a = self.design(mesh_features(landmarks), self.mean, self.std, self.proj, self.phase)
+        return np.clip(a[0] @ self.weights, 0.0, 1.0).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -44,10 +111,20 @@ class LowerFaceConfig:
     threads: int = 1
     # Where the face mesh fits under the visor, the shapes this network reads come from this
     # full-face estimator on the mesh instead, jawOpen the larger of the two (each catches real jaw
-    # opens the other misses): "landmarks" (what `auto` runs), "geometry", or "" (the network alone).
+    # opens the other misses): "landmarks" (what `auto` runs), "geometry", or "" (not used).
     # Chosen on real faces with painted visors (python -m training.evaluate_real --headset,
     # docs/model_card.md "Lower-face network"): the crop network alone reads no real smile or pucker.
     mesh_estimator: str = "landmarks"
+    # Where the mesh fits, MeshReadout (fitted on renders' meshes) is averaged into READOUT_AVERAGED;
+    # with mesh_estimator "" it gives all its shapes instead (jawOpen: its mean with the network's).
+    # None: weights/lower_face_mesh.npz; "" turns it off.
+    mesh_readout: str | None = None
+
+
+# The lip-protrusion shapes, where the landmarks estimator reads full lips at rest as a pucker on
+# real faces (28 of 187 neutral frames under a visor); averaged with the readout: 4, and every real
+# pucker still caught.
+READOUT_AVERAGED = ("mouthPucker", "mouthFunnel")
 
 
 class LowerFaceEstimator:
@@ -80,6 +157,12 @@ class LowerFaceEstimator:
         if config.mesh_estimator:
             from avatar_bridge.estimators.registry import create_estimator
             self._mesh = create_estimator(config.mesh_estimator)
+        self._readout = None
+        if config.mesh_readout != "":
+            self._readout = MeshReadout(config.mesh_readout or SHIPPED_MESH_READOUT)
+            names = [ARKIT_BLENDSHAPES[i] for i in self._readout.columns]
+            self._averaged = np.array([INDEX[n] for n in READOUT_AVERAGED], np.int64)
+            self._averaged_in_readout = np.array([names.index(n) for n in READOUT_AVERAGED], np.int64)
 
     @classmethod
     def from_path(cls, path: str | None = None) -> "LowerFaceEstimator":
@@ -105,6 +188,7 @@ class LowerFaceEstimator:
         kwargs = {}
         if observation.landmarks is not None:
             h, w = frame.image.shape[:2]
+            readout = self._readout.read(observation.landmarks) if self._readout is not None else None
             if self._mesh is not None:
                 face = FaceObservation(frame, observation.landmarks, observation.crop, np.eye(2, 3, dtype=np.float32),
                                        observation.confidence)
@@ -112,8 +196,14 @@ class LowerFaceEstimator:
                 jaw = max(bs[JAW], mesh.blendshapes[JAW])
                 bs[self.columns] = mesh.blendshapes[self.columns]
                 bs[JAW] = jaw
+                if readout is not None:
+                    bs[self._averaged] = (bs[self._averaged] + readout[self._averaged_in_readout]) / 2
                 kwargs = dict(head_rotation=mesh.head_rotation, head_position=mesh.head_position)
             else:
+                if readout is not None:
+                    jaw = bs[JAW]
+                    bs[self._readout.columns] = readout
+                    bs[JAW] = (jaw + bs[JAW]) / 2
                 pose = self._pose.solve(observation.landmarks, w, h)
                 kwargs = dict(head_rotation=pose.rotation, head_position=pose.position)
             untracked = HEADSET_UNTRACKED

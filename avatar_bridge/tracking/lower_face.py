@@ -2,8 +2,9 @@
 
 Training (``training/headset_data.py``) places its crops from three true points of ICT-FaceKit
 renders: the jaw edges level with the nose base and the nose base (Multi-PIE points 2, 14, 33,
-``box_from_points``). At run time ``box_from_landmarks`` places the same box from MediaPipe's mesh,
-hanging it from the upper lip rather than the nose base, which MediaPipe only guesses under a visor.
+``box_from_points``); where the face mesh fits, it also cuts crops the way run time does
+(``box_from_landmarks``, from MediaPipe's mesh on the same renders), so the network learns that box as
+it is, MediaPipe's errors under a visor included.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import numpy as np
 # MediaPipe face-mesh indices of the jaw edge level with the nose base (performer's right, left)
 # and of the nose base (subnasale); measured against the renders' Multi-PIE points 2, 14, 33.
 MP_JAW_RIGHT, MP_JAW_LEFT, MP_NOSE_BASE = 93, 323, 2
-MP_UPPER_LIP = 0               # the upper lip's outer centre (Multi-PIE 51); it stays put as the jaw opens
-MP_BOX_SIDE = 1.14             # box side / MediaPipe's jaw width (see box_from_landmarks)
-MP_LIP_TO_TOP = 0.20           # the box top above the upper lip, in box sides (0.195 open, 0.208 visor)
+# MediaPipe's outer lip ring (Multi-PIE 48-59 run along the same ring).
+MP_OUTER_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
+MP_BOX_SIDE = 1.2              # box side / MediaPipe's jaw width (see box_from_landmarks)
+MP_MOUTH_DOWN = 0.4            # the mouth's centre sits this many box sides below the box top
 
 CROP_SIZE = 64                 # side of the square crop the lower-face network reads (pixels)
 # The box, in units of the jaw width w at the nose base: side 1.1 w, top 0.1 of the side above the
@@ -62,18 +64,20 @@ def box_from_points(jaw_right: np.ndarray, jaw_left: np.ndarray, nose_base: np.n
 
 
 def box_from_landmarks(landmarks: np.ndarray, width: int, height: int) -> Box:
-    """The lower-face box from MediaPipe's normalised (478, 3) landmarks, placed to match
-    ``box_from_points`` on the training renders' true points.
+    """The lower-face box from MediaPipe's normalised (478, 3) landmarks: centred across on the
+    mouth, its top ``MP_MOUTH_DOWN`` sides above the mouth's centre, its side ``MP_BOX_SIDE`` times
+    the jaw width.
 
-    Under a visor MediaPipe guesses the nose base and shrinks the jaw (measured on 120 occluded
-    ICT renders: the nose-base box sat 8 % of its side too low, spread 14 %), so the box hangs from
-    the upper lip's centre instead (spread 5.5 %) and its side is the jaw width times
-    ``MP_BOX_SIDE`` (1.09 on open faces, 1.19 under a visor: the middle)."""
+    Why the mouth: under a visor MediaPipe guesses the upper face (and the nose base) from the lower,
+    but it still sees the lips. Measured on 7,500 meshes fitted to ICT renders (6,500 under a painted
+    visor): the box hung from the upper lip (v0.1) left a lip point outside the box in 18 % of visor
+    frames (3 % without one), as MediaPipe shrinks the jaw and lowers the upper lip as the mouth
+    opens; this box loses one in 5 % (0.1 % without). The box still moves with the mouth (the
+    mouth's centre drops as the jaw opens), so training cuts its crops with this same function."""
     px = np.asarray(landmarks[:, :2], np.float64) * (width, height)
     side = MP_BOX_SIDE * max(float(np.linalg.norm(px[MP_JAW_LEFT] - px[MP_JAW_RIGHT])), 1.0)
-    cx = (px[MP_JAW_RIGHT, 0] + px[MP_JAW_LEFT, 0]) / 2
-    top = px[MP_UPPER_LIP, 1] - MP_LIP_TO_TOP * side
-    return Box(float(cx - side / 2), float(top), side, side)
+    cx, cy = px[list(MP_OUTER_LIPS)].mean(0)
+    return Box(float(cx - side / 2), float(cy - MP_MOUTH_DOWN * side), side, side)
 
 
 def crop_box(image: np.ndarray, box: Box, size: int = CROP_SIZE) -> np.ndarray:
