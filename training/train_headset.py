@@ -7,7 +7,7 @@ thread, cutting new crops from them every epoch::
     python -m training.train_headset --data /tmp/hs_*.npz --out blendshape_model/weights/lower_face.onnx \
         --keypoint-weight 0 --mesh-out blendshape_model/weights/lower_face_mesh.npz
 
-(the shipped network from those 40 files; the shipped readout from 60, seeds 5000-5059, as more
+(the shipped network from those 40 files; the shipped readout from 80, seeds 5000-5079, as more
 meshes help it: docs/model_card.md.)
 
 Optionally (``--keypoint-weight``) the network also places 42 Multi-PIE points (jaw line, nose base,
