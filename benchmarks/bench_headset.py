@@ -74,7 +74,7 @@ def run_off(images, estimator_name: str):
     return states, est.name
 
 
-def run_on(images, rois=None, mouth_camera=False, mesh_estimator="landmarks", mesh_readout="", model=None):
+def run_on(images, rois=None, mouth_camera=False, mesh_estimator="landmarks", mesh_readout=None, model=None):
     from avatar_bridge.estimators.lower_face import LowerFaceConfig
     from avatar_bridge.types import FaceState
     est = LowerFaceEstimator(LowerFaceConfig(model_path=model, mesh_estimator=mesh_estimator, mesh_readout=mesh_readout))
@@ -113,7 +113,7 @@ def main() -> None:
     on_visor, src = run_on(visor, rois, model=a.model)
     rows.append(("visor", "on (mesh, else ROI)", score(on_visor, truth),
                  f"mesh {src.count('face')}, roi {src.count('roi')}"))
-    on_visor_crop, src = run_on(visor, rois, mesh_estimator="", model=a.model)
+    on_visor_crop, src = run_on(visor, rois, mesh_estimator="", mesh_readout="", model=a.model)
     rows.append(("visor", "on, crop network only", score(on_visor_crop, truth), "no landmarks estimator on the mesh"))
     on_visor_ro, src = run_on(visor, rois, mesh_estimator="", mesh_readout=None, model=a.model)
     rows.append(("visor", "on, mesh readout", score(on_visor_ro, truth), "the readout instead of the landmarks estimator"))
