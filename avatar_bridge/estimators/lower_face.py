@@ -160,9 +160,8 @@ class LowerFaceEstimator:
         self._readout = None
         if config.mesh_readout != "":
             self._readout = MeshReadout(config.mesh_readout or SHIPPED_MESH_READOUT)
-            names = [ARKIT_BLENDSHAPES[i] for i in self._readout.columns]
             self._averaged = np.array([INDEX[n] for n in READOUT_AVERAGED], np.int64)
-            self._averaged_in_readout = np.array([names.index(n) for n in READOUT_AVERAGED], np.int64)
+            self._averaged_in_readout = np.array([self._readout.shapes.index(n) for n in READOUT_AVERAGED], np.int64)
 
     @classmethod
     def from_path(cls, path: str | None = None) -> "LowerFaceEstimator":
