@@ -10,9 +10,10 @@ from typing import Optional
 import typer
 
 from avatar_bridge.cli.common import console, fail, user_errors
-from avatar_bridge.runtime.pipeline import EstimatorError, PipelineConfig
 from avatar_bridge.signal.profile import ProfileError, default_profile_dir
-from avatar_bridge.tracking.sources import SourceConfig, SourceError
+
+# The pipeline and the sources (OpenCV, MediaPipe) are imported inside the command, so every other
+# command starts without loading them (cli/daemon_commands.py does the same).
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +32,9 @@ def register(app: typer.Typer) -> None:
         """Record your face (with your consent; it stays on this computer) and fine-tune the face
         texture to it; `run --texture --profile NAME` then draws your face."""
         from avatar_bridge.runtime import enroll as enrolment
+        from avatar_bridge.runtime.pipeline import EstimatorError, PipelineConfig
         from avatar_bridge.runtime.texture import enrolled_dir
+        from avatar_bridge.tracking.sources import SourceConfig, SourceError
 
         where_dir = profile_dir or default_profile_dir()
         with user_errors(ProfileError):

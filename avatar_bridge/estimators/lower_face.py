@@ -152,11 +152,12 @@ class LowerFaceEstimator:
         twin = {n: n.replace("Left", "\0").replace("Right", "Left").replace("\0", "Right") for n in names}
         self._flip = np.array([names.index(twin[n]) for n in names]) if all(twin[n] in names for n in names) else None
         self.config = config
-        self._pose = HeadPoseSolver(config.head_pose)
         self._mesh = None
         if config.mesh_estimator:
             from avatar_bridge.estimators.registry import create_estimator
             self._mesh = create_estimator(config.mesh_estimator)
+        # The mesh estimator solves the head pose on the same landmarks: take it rather than solve twice.
+        self._pose = HeadPoseSolver(config.head_pose) if self._mesh is None else None
         self._readout = None
         if config.mesh_readout != "":
             self._readout = MeshReadout(config.mesh_readout or SHIPPED_MESH_READOUT)
@@ -168,9 +169,7 @@ class LowerFaceEstimator:
         return cls(LowerFaceConfig(model_path=path))
 
     def reset(self) -> None:
-        self._pose.reset()
-        if self._mesh is not None:
-            self._mesh.reset()
+        (self._mesh or self._pose).reset()
 
     def lower_face(self, crop: np.ndarray) -> np.ndarray:
         """(S, S, 3) uint8 crop -> the model's shapes (in ``self.columns`` order), 0..1."""
@@ -207,7 +206,7 @@ class LowerFaceEstimator:
                 kwargs = dict(head_rotation=pose.rotation, head_position=pose.position)
             untracked = HEADSET_UNTRACKED
         else:
-            self._pose.reset()
+            (self._mesh or self._pose).reset()   # the pose is solved afresh when the mesh is back
             untracked = NO_MESH_UNTRACKED
         return FaceState(blendshapes=bs, confidence=observation.confidence, face_present=True,
                          t_capture=frame.t_capture, frame_index=frame.index, untracked=untracked, **kwargs)
