@@ -121,3 +121,21 @@ def test_whole_frames_carry_the_face_mesh_box_and_crops_are_cut_anew_each_draw(t
     truth = frames["blendshapes"][fitted][:, readout.columns]
     # 5-7 frames, 265 features: the ridge all but interpolates its own training frames
     assert np.abs(got - np.clip(truth, 0, 1)).mean() < 0.05, np.abs(got - truth).mean()
+
+
+def test_the_ceiling_benchmark_reads_points_where_the_face_is_big_or_rolled_the_same_and_refuses_other_files(tmp_path):
+    from benchmarks.headset_ceiling import levelled_points
+
+    rng = np.random.default_rng(3)
+    l68 = rng.uniform(50, 150, (4, 68, 2))
+    a = np.radians(20.0)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    moved = (l68 @ rot.T) * 1.7 + [30.0, -12.0]     # the same face rolled, bigger and elsewhere
+    assert np.allclose(levelled_points(l68), levelled_points(moved))
+    assert not np.allclose(levelled_points(l68[:1]), levelled_points(l68[1:2]))
+    bad = tmp_path / "crops.npz"
+    np.savez(bad, crops=np.zeros((2, 4, 4, 3)))
+    proc = subprocess.run([sys.executable, "benchmarks/headset_ceiling.py", "--data", str(bad)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "not a headset_data.py frames file" in proc.stderr and "Traceback" not in proc.stderr
