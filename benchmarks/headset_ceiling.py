@@ -22,20 +22,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avatar_bridge.estimators.lower_face import MeshReadout, mesh_features  # noqa: E402
+from avatar_bridge.estimators.lower_face import MeshReadout, level_points, mesh_features  # noqa: E402
 from training.headset_data import LOWER_FACE_SHAPES, LOWER_INDEX, VIEWS  # noqa: E402
+from training.train_headset import ridge  # noqa: E402
 
 LOWER_68 = np.r_[0:17, 27:36, 48:68]
 
 
 def levelled_points(l68: np.ndarray) -> np.ndarray:
     """(N, 68, 2) pixels -> (N, 84): the 42 lower-face points about the nose base, jaw line level, in jaw widths."""
-    jaw = l68[:, 16] - l68[:, 0]
-    ang = np.arctan2(jaw[:, 1], jaw[:, 0])[:, None]
-    q = (l68[:, LOWER_68] - l68[:, 33:34]).astype(np.float64)
-    x = q[..., 0] * np.cos(-ang) - q[..., 1] * np.sin(-ang)
-    y = q[..., 0] * np.sin(-ang) + q[..., 1] * np.cos(-ang)
-    return np.concatenate([x, y], 1) / np.linalg.norm(jaw, axis=1)[:, None]
+    x, y, _ = level_points((l68[:, LOWER_68] - l68[:, 33:34]).astype(np.float64), l68[:, 16] - l68[:, 0])
+    return np.concatenate([x, y], 1)
 
 
 def held_out_r(x: np.ndarray, y: np.ndarray, lam: float = 0.3, features: int = 1500, gamma: float = 0.3,
@@ -47,9 +44,7 @@ def held_out_r(x: np.ndarray, y: np.ndarray, lam: float = 0.3, features: int = 1
     proj = rng.normal(0.0, gamma / np.sqrt(x.shape[1]), (x.shape[1], features))
     phase = rng.uniform(0.0, 2 * np.pi, features)
     a = MeshReadout.design(x, mean, std, proj, phase)
-    reg = lam * np.eye(a.shape[1])
-    reg[-1, -1] = 0.0
-    w = np.linalg.solve(a[:-n_val].T @ a[:-n_val] + reg, a[:-n_val].T @ y[:-n_val])
+    w = ridge(a[:-n_val], y[:-n_val], lam)
     pred, true = np.clip(a[-n_val:] @ w, 0, 1), y[-n_val:]
     rs = {n: np.corrcoef(pred[:, j], true[:, j])[0, 1] for j, n in enumerate(LOWER_FACE_SHAPES)
           if true[:, j].std() > 0.05 and pred[:, j].std() > 1e-9}

@@ -201,6 +201,13 @@ def train(data: dict[str, np.ndarray], cfg: HeadsetTrainConfig, progress: bool =
                           "frames": bool(source.frames)}
 
 
+def ridge(a: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    """Ridge weights for design rows ``a`` (bias column last, not shrunk) and targets ``y``."""
+    reg = lam * np.eye(a.shape[1])
+    reg[-1, -1] = 0.0
+    return np.linalg.solve(a.T @ a + reg, a.T @ y)
+
+
 def fit_mesh_readout(frames: dict[str, np.ndarray], lam: float = 0.3, val_fraction: float = 0.1,
                      features: int = 1500, gamma: float = 0.3, seed: int = 0) -> tuple[dict, dict]:
     """The ridge readout of the lower-face shapes from the face mesh (``MeshReadout``), fitted on the
@@ -223,10 +230,7 @@ def fit_mesh_readout(frames: dict[str, np.ndarray], lam: float = 0.3, val_fracti
     design = lambda f: MeshReadout.design(f, mean, std, proj, phase)  # noqa: E731
 
     def solve(rows: np.ndarray) -> np.ndarray:
-        a = np.concatenate([design(x[rows]), design(xm[rows])])
-        reg = lam * np.eye(a.shape[1])
-        reg[-1, -1] = 0.0                              # the bias is not shrunk
-        return np.linalg.solve(a.T @ a + reg, a.T @ np.concatenate([y[rows], ym[rows]]))
+        return ridge(np.concatenate([design(x[rows]), design(xm[rows])]), np.concatenate([y[rows], ym[rows]]), lam)
 
     n_val = int(len(x) * val_fraction)
     info = {"frames": int(len(x))}

@@ -55,12 +55,18 @@ def mesh_features(landmarks: np.ndarray) -> np.ndarray:
     p = np.asarray(landmarks, np.float64).reshape(-1, 478, 3)[:, :, :3]
     centre = p[:, [61, 291]].mean(1, keepdims=True)
     jaw = p[:, 323, :2] - p[:, 93, :2]
+    q = (p - centre)[:, list(MESH_POINTS)]
+    x, y, scale = level_points(q, jaw)
+    return np.concatenate([x, y, q[..., 2] / scale], 1)
+
+
+def level_points(q: np.ndarray, jaw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, P, >=2) points about a centre and (N, 2) jaw-line vectors -> (x, y) turned so the jaw line
+    is level, in jaw widths, and the (N, 1) jaw widths."""
     ang = np.arctan2(jaw[:, 1], jaw[:, 0])
     c, s = np.cos(-ang)[:, None], np.sin(-ang)[:, None]
-    q = (p - centre)[:, list(MESH_POINTS)]
     scale = np.maximum(np.linalg.norm(jaw, axis=1), 1e-6)[:, None]
-    x, y = q[..., 0] * c - q[..., 1] * s, q[..., 0] * s + q[..., 1] * c
-    return np.concatenate([x / scale, y / scale, q[..., 2] / scale], 1)
+    return (q[..., 0] * c - q[..., 1] * s) / scale, (q[..., 0] * s + q[..., 1] * c) / scale, scale
 
 
 class MeshReadout:
