@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -74,10 +75,12 @@ def run_off(images, estimator_name: str):
     return states, est.name
 
 
-def run_on(images, rois=None, mouth_camera=False, mesh_estimator="landmarks", mesh_readout=None, model=None):
+def run_on(images, rois=None, mouth_camera=False, points_only=False, **config):
+    """Headset mode's tracker and LowerFaceEstimator(LowerFaceConfig(**config)); ``points_only``: every
+    lower-face shape from the point network's readout instead (what renders alone would choose)."""
     from avatar_bridge.estimators.lower_face import LowerFaceConfig
     from avatar_bridge.types import FaceState
-    est = LowerFaceEstimator(LowerFaceConfig(model_path=model, mesh_estimator=mesh_estimator, mesh_readout=mesh_readout))
+    est = LowerFaceEstimator(LowerFaceConfig(**config))
     states, sources = [], []
     cfg = HeadsetTrackerConfig(mouth_camera=mouth_camera, hold_frames=0, tracker=STATIC)
     with HeadsetTracker(cfg) as tracker:
@@ -85,7 +88,10 @@ def run_on(images, rois=None, mouth_camera=False, mesh_estimator="landmarks", me
             tracker.set_roi(rois[i].as_tuple() if rois is not None else None)
             obs = tracker.track(Frame(img, i, i / 30, "bench"))
             sources.append(obs.source if obs is not None else "none")
-            states.append(est.estimate(obs) if obs is not None else FaceState.neutral())
+            state = est.estimate(obs) if obs is not None else FaceState.neutral()
+            if obs is not None and points_only:
+                state = replace(state, blendshapes=est.point_shapes(obs))
+            states.append(state)
     return states, sources
 
 
@@ -110,22 +116,24 @@ def main() -> None:
     rows = []
     off_visor, name = run_off(visor, a.estimator)
     rows.append(("visor", f"off ({name})", score(off_visor, truth), ""))
-    on_visor, src = run_on(visor, rois, model=a.model)
+    on_visor, src = run_on(visor, rois, model_path=a.model)
     rows.append(("visor", "on (mesh, else ROI)", score(on_visor, truth),
                  f"mesh {src.count('face')}, roi {src.count('roi')}"))
-    on_visor_crop, src = run_on(visor, rois, mesh_estimator="", mesh_readout="", model=a.model)
-    rows.append(("visor", "on, crop network only", score(on_visor_crop, truth), "no landmarks estimator on the mesh"))
-    on_visor_ro, src = run_on(visor, rois, mesh_estimator="", mesh_readout=None, model=a.model)
-    rows.append(("visor", "on, mesh readout", score(on_visor_ro, truth), "the readout instead of the landmarks estimator"))
-    on_visor_mesh, src = run_on(visor, model=a.model)
+    rows.append(("visor", "on, no point network", score(run_on(visor, rois, model_path=a.model, points_model="")[0], truth),
+                 "v0.2: the mesh estimator, else the crop network, for every shape"))
+    rows.append(("visor", "on, points everywhere", score(run_on(visor, rois, points_only=True, model_path=a.model)[0], truth),
+                 "every shape from the point network (renders' choice)"))
+    on_visor_crop, src = run_on(visor, rois, mesh_estimator="", mesh_readout="", points_model="", model_path=a.model)
+    rows.append(("visor", "on, crop network only", score(on_visor_crop, truth), "no landmarks estimator, no points"))
+    on_visor_mesh, src = run_on(visor, model_path=a.model)
     rows.append(("visor", "on (mesh only)", score(on_visor_mesh, truth), f"mesh {src.count('face')}"))
     off_clean, _ = run_off(clean, a.estimator)
     rows.append(("no visor", f"off ({name})", score(off_clean, truth), ""))
-    on_clean, src = run_on(clean, model=a.model)
+    on_clean, src = run_on(clean, model_path=a.model)
     rows.append(("no visor", "on (mesh only)", score(on_clean, truth), f"mesh {src.count('face')}"))
     off_mouth, _ = run_off(mouth_frames, a.estimator)
     rows.append(("mouth camera", f"off ({name})", score(off_mouth, mouth_truth), ""))
-    on_mouth, _ = run_on(mouth_frames, mouth_camera=True, model=a.model)
+    on_mouth, _ = run_on(mouth_frames, mouth_camera=True, model_path=a.model)
     rows.append(("mouth camera", "on (--mouth-camera)", score(on_mouth, mouth_truth), ""))
 
     print(f"\n{'set':<13} {'headset mode':<22} {'found':>6} {'lower r':>8} {'jawOpen r':>10} {'eyes/brows sent as tracked':>27}  notes")

@@ -6,7 +6,8 @@ Reads the whole-frame files ``training/headset_data.py`` writes (the ones train_
 the command is in its docstring). Webcam and from-below frames only. One readout recipe for every
 row (the mesh readout's: standardised features + 1,500 random Fourier features, ridge lambda 0.3,
 fitted on the first 90 % of frames, scored on the last 10 %, mean Pearson r over the lower-face
-shapes that move there): from the *true* projected jaw, nose and lip points (42 of the 68), from the
+shapes that move there): from the *true* projected jaw, nose-base and lip points (the 42 of the 68
+that the point network places, levelled as its readout levels them: ``point_features``), from the
 same points with Gaussian noise of a given share of the jaw width, and from MediaPipe's mesh fitted to
 the frame (under the painted visor on most frames). The gap between the rows is what landmark
 precision is worth on these renders.
@@ -22,17 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avatar_bridge.estimators.lower_face import MeshReadout, level_points, mesh_features  # noqa: E402
+from avatar_bridge.estimators.lower_face import MeshReadout, mesh_features, point_features  # noqa: E402
+from avatar_bridge.tracking.lower_face import LOWER_POINTS  # noqa: E402
 from training.headset_data import LOWER_FACE_SHAPES, LOWER_INDEX, VIEWS  # noqa: E402
 from training.train_headset import ridge  # noqa: E402
-
-LOWER_68 = np.r_[0:17, 27:36, 48:68]
-
-
-def levelled_points(l68: np.ndarray) -> np.ndarray:
-    """(N, 68, 2) pixels -> (N, 84): the 42 lower-face points about the nose base, jaw line level, in jaw widths."""
-    x, y, _ = level_points((l68[:, LOWER_68] - l68[:, 33:34]).astype(np.float64), l68[:, 16] - l68[:, 0])
-    return np.concatenate([x, y], 1)
 
 
 def held_out_r(x: np.ndarray, y: np.ndarray, lam: float = 0.3, features: int = 1500, gamma: float = 0.3,
@@ -70,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     y = data["blendshapes"][keep][:, LOWER_INDEX].astype(np.float64)
     if len(y) < 50:
         ap.error(f"only {len(y)} frames with a fitted mesh; render more with python -m training.headset_data")
-    pts = levelled_points(data["l68"][keep])
+    pts = point_features(data["l68"][keep][:, LOWER_POINTS])     # what the point network's readout reads
     rng = np.random.default_rng(1)
     rows = [("true points", *held_out_r(pts, y))]
     rows += [(f"true points + noise {s:.2%} of jaw width", *held_out_r(pts + rng.normal(0, s, pts.shape), y))

@@ -123,19 +123,80 @@ def test_whole_frames_carry_the_face_mesh_box_and_crops_are_cut_anew_each_draw(t
     assert np.abs(got - np.clip(truth, 0, 1)).mean() < 0.05, np.abs(got - truth).mean()
 
 
-def test_the_ceiling_benchmark_reads_points_where_the_face_is_big_or_rolled_the_same_and_refuses_other_files(tmp_path):
-    from benchmarks.headset_ceiling import levelled_points
-
-    rng = np.random.default_rng(3)
-    l68 = rng.uniform(50, 150, (4, 68, 2))
-    a = np.radians(20.0)
-    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    moved = (l68 @ rot.T) * 1.7 + [30.0, -12.0]     # the same face rolled, bigger and elsewhere
-    assert np.allclose(levelled_points(l68), levelled_points(moved))
-    assert not np.allclose(levelled_points(l68[:1]), levelled_points(l68[1:2]))
+def test_the_ceiling_benchmark_refuses_files_that_are_not_frames(tmp_path):
     bad = tmp_path / "crops.npz"
     np.savez(bad, crops=np.zeros((2, 4, 4, 3)))
     proc = subprocess.run([sys.executable, "benchmarks/headset_ceiling.py", "--data", str(bad)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "not a headset_data.py frames file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_point_network_learns_to_place_the_lower_face_points_and_exports_what_the_estimator_loads(tmp_path):
+    from avatar_bridge.estimators.lower_face import LowerPointsNetwork, PointReadout
+    from training.train_headset import fit_readout
+    from training.train_lower_points import (PointTrainConfig, export, point_error, predict_points, readout_rows,
+                                             train_points)
+
+    frames = render_frames(12, seed=8, progress=False)
+    model, info = train_points(frames, PointTrainConfig(epochs=10, batch=4, width=8), np.arange(12), np.arange(12),
+                               progress=False)
+    errors = [h["val_median_err_jaw"] for h in info["history"]]
+    assert errors[-1] < errors[0] / 2, errors          # the untrained net's points are far off; training halves that
+    path = export(model, tmp_path / "points.onnx", {"smoke": True})
+    net = LowerPointsNetwork(path, mirror_average=False)
+    crops, _, kp = Crops(frames, np.random.default_rng(0)).get(np.arange(4), fixed=True)
+    box = (10.0, 20.0, 80.0, 60.0)
+    got = np.stack([net.points(c, box) for c in crops])
+    np.testing.assert_allclose(got, predict_points(model, crops) * box[2:] + box[:2], atol=1e-3)
+    assert point_error(predict_points(model, crops), kp) == pytest.approx(point_error((got - box[:2]) / box[2:], kp),
+                                                                         abs=1e-4)
+    # The readout fits on the network's own points and the estimator's loader takes what is written.
+    arrays, _ = fit_readout(*readout_rows(model, frames, np.arange(12), 2, seed=0), val_fraction=0.0)
+    np.savez(tmp_path / "points.npz", **arrays, points=np.asarray(KEYPOINTS, np.int32))
+    readout = PointReadout(tmp_path / "points.npz")
+    assert readout.read(got[0]).shape == (len(LOWER_FACE_SHAPES),)
+
+
+def test_a_mirrored_crop_gets_the_mirrored_points():
+    # With mirror averaging the network's output is exactly symmetric: a face and its mirror image
+    # get mirror-image points, so a left smile and a right smile read alike.
+    from avatar_bridge.estimators.lower_face import LowerPointsNetwork
+    from training.train_lower_points import LowerPointsNet, export
+
+    model = LowerPointsNet(8)
+    torch.manual_seed(0)
+    for p in model.parameters():
+        p.data.normal_(0, 0.3)
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as d:
+        net = LowerPointsNetwork(export(model.eval(), Path(d) / "p.onnx", {}))
+        crop = np.random.default_rng(1).integers(0, 255, (CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
+        box = (0.0, 0.0, 100.0, 100.0)
+        a, b = net.points(crop, box), net.points(crop[:, ::-1], box)
+    np.testing.assert_allclose(b, a[KEYPOINT_FLIP] * (-1, 1) + (100, 0), atol=1e-3)
+    assert np.abs(a[0] - a[16]).max() > 1e-3        # and not because every point sits on the midline
+
+
+def test_the_point_features_are_the_same_for_a_face_rolled_bigger_and_moved():
+    from avatar_bridge.estimators.lower_face import point_features
+
+    rng = np.random.default_rng(3)
+    pts = rng.uniform(50, 150, (4, len(KEYPOINTS), 2))
+    a = np.radians(20.0)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    assert np.allclose(point_features(pts), point_features((pts @ rot.T) * 1.7 + [30.0, -12.0]))
+    assert not np.allclose(point_features(pts[:1]), point_features(pts[1:2]))
+
+
+def test_the_point_training_command_has_a_smoke_mode_and_refuses_files_that_are_not_frames(tmp_path):
+    out, readout = tmp_path / "p.onnx", tmp_path / "p.npz"
+    cmd = [sys.executable, "-m", "training.train_lower_points", "--out", str(out), "--readout-out", str(readout)]
+    proc = subprocess.run(cmd + ["--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 10_000 and readout.exists() and '"epoch": 2' in proc.stdout
+    bad = tmp_path / "crops.npz"
+    np.savez(bad, crops=np.zeros((2, 4, 4, 3)))
+    proc = subprocess.run(cmd + ["--data", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "python -m training.headset_data" in proc.stderr and "Traceback" not in proc.stderr

@@ -35,7 +35,9 @@ of each frame (training/headset_data.py's painter, placed from the clean frame's
 seeded visor per clip), then four runs: headset mode on (HeadsetTracker + LowerFaceEstimator + the
 chain, as ``process --headset``) and off (``auto``), on the painted and on the clean frames. Only the
 lower-face events (jaw_open, smile, mouth_pucker) and those detectors' false fires are scored; beside
-them the frames found, the frames whose state sent eyes or brows as tracked, and the mesh-fit share.
+them agreement with the peer on every lower-face shape (the peer reads the *clean* frames, so it says
+how much of the unoccluded mouth each run recovers), the frames found, the frames whose state sent
+eyes or brows as tracked, and the mesh-fit share.
 """
 
 from __future__ import annotations
@@ -431,16 +433,22 @@ def evaluate_headset(clips: list[Clip], seed: int, smoothing: bool = True, progr
     with headset mode on and off. Only the lower-face events and false fires are scored."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from training.headset_data import LOWER_FACE_SHAPES
+    from training.teacher import TasksPeer
+
     runs: dict[str, list[HeadsetRun]] = {k: [] for k in HEADSET_RUNS}
+    peer: list[np.ndarray] = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task("headset mode on real faces", total=sum(len(c.frames) for c in clips) * 5)
+        task = bar.add_task("headset mode on real faces", total=sum(len(c.frames) for c in clips) * 6)
         for clip in clips:
-            # Five passes over every frame: track clean, paint + track painted, headset mode twice, auto.
+            # Six passes over every frame: track clean, the peer on it, paint + track painted, headset
+            # mode twice, auto.
             n = len(clip.frames)
-            bar.update(task, description=f"{clip.name}: tracking")
+            bar.update(task, description=f"{clip.name}: tracking, the peer")
             track(clip)
-            bar.advance(task, n)
+            peer.append(run_peer(TasksPeer, clip))
+            bar.advance(task, 2 * n)
             bar.update(task, description=f"{clip.name}: painting a visor, tracking it")
             painted = paint_clip(clip, seed)
             track(painted)
@@ -457,6 +465,9 @@ def evaluate_headset(clips: list[Clip], seed: int, smoothing: bool = True, progr
     for key, per_clip in runs.items():
         entry = summarise(clips, [r.blendshapes for r in per_clip], LOWER_FACE_EVENTS)
         found = int(sum((~np.isnan(r.blendshapes).any(1)).sum() for r in per_clip))
+        # Every lower-face shape against the peer on the clean frames: the events score three detectors.
+        r = {k: v for k, v in agreement([r.blendshapes for r in per_clip], peer).items() if k in LOWER_FACE_SHAPES}
+        entry["r_with_peer"], entry["mean_r_with_peer"] = r, float(np.mean(list(r.values()))) if r else float("nan")
         entry["found_frames"] = found
         entry["upper_tracked"] = int(sum(r.upper_tracked for r in per_clip))
         entry["mesh_fitted"] = float(sum(r.mesh_fitted for r in per_clip) / sum(len(c.frames) for c in clips))
@@ -488,7 +499,7 @@ def main_headset(a: argparse.Namespace, command: str) -> int:
     summary = {keys[n]: {k: e[k] for k in ("caught", "events", "hit_rate", "by_type", "false_fire_frames",
                                            "neutral_frames", "found_frames", "upper_tracked")}
                | {"false_fires_by_type": e["false_fires_by_type"], "face_found": round(e["face_found"], 4),
-                  "mesh_fitted": round(e["mesh_fitted"], 4)}
+                  "mesh_fitted": round(e["mesh_fitted"], 4), "mean_r_with_peer": round(e["mean_r_with_peer"], 3)}
                for n, e in report["estimators"].items()}
     print(json.dumps({"real_faces_headset": summary, "seed": a.seed, "smoothing": a.smoothing,
                       "frames": report["frames"], "command": command}))

@@ -25,7 +25,8 @@ import numpy as np
 
 from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX
 from avatar_bridge.conventions import from_yaw_pitch_roll
-from avatar_bridge.tracking.lower_face import CROP_SIZE, Box, box_from_landmarks, box_from_points, crop_box
+from avatar_bridge.tracking.lower_face import (CROP_SIZE, LOWER_POINTS, LOWER_POINTS_FLIP, Box, box_from_landmarks, box_from_points,
+                                               crop_box)
 
 # What the lower-face network predicts: everything from the nose base down. tongueOut has no shape
 # in ICT-FaceKit, so no render can teach it; it stays out.
@@ -34,13 +35,10 @@ LOWER_FACE_SHAPES: tuple[str, ...] = tuple(
 LOWER_INDEX = np.array([INDEX[n] for n in LOWER_FACE_SHAPES])
 
 VIEWS = ("webcam", "below", "mouthcam")
-# The Multi-PIE points the network also learns to place in its crop (an auxiliary target, see
-# training/train_headset.py): the jaw line, the nose base and the 20 lip points.
-KEYPOINTS = np.r_[0:17, 31:36, 48:68]
-_MIRROR68 = np.r_[16:-1:-1, 26:16:-1, 27:31, 35:30:-1, 45:41:-1, 47, 46, 39:35:-1, 41, 40,
-                  54:47:-1, 59:54:-1, 64:59:-1, 67:64:-1]
-# Column j of a mirrored crop's keypoints is column KEYPOINT_FLIP[j] of the original (its x is 1 - x).
-KEYPOINT_FLIP = np.array([list(KEYPOINTS).index(_MIRROR68[k]) for k in KEYPOINTS])
+# The Multi-PIE points the point network places in its crop (training/train_lower_points.py): the jaw
+# line, the nose base and the 20 lip points; column j of a mirrored crop's is column KEYPOINT_FLIP[j]
+# of the original (its x is 1 - x).
+KEYPOINTS, KEYPOINT_FLIP = LOWER_POINTS, LOWER_POINTS_FLIP
 # Pairs a mirrored crop swaps (the tests hold the label flip to them).
 FLIP_CHECK_PAIRS = (("mouthSmileLeft", "mouthSmileRight"), ("mouthLeft", "mouthRight"), ("jawLeft", "jawRight"),
                     ("jawOpen", "jawOpen"), ("cheekPuff", "cheekPuff"))
@@ -214,8 +212,8 @@ MESH_BOX_P = 0.6    # where the mesh fitted, this share of crops is cut from its
 
 
 def cut_crop(image: np.ndarray, l68: np.ndarray, view: str, mesh_box: Box | None, rng: np.random.Generator,
-             first: Box | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One training crop and its keypoints: from the face mesh's box (as headset mode places it when
+             first: Box | None = None) -> tuple[np.ndarray, np.ndarray, Box]:
+    """One training crop, its keypoints and its box: from the face mesh's box (as headset mode places it when
     MediaPipe fits) or a jittered true box (a held box, a user's ROI, a mouth camera); ``first``
     forces the box."""
     if first is not None:
@@ -224,7 +222,7 @@ def cut_crop(image: np.ndarray, l68: np.ndarray, view: str, mesh_box: Box | None
         box = jitter_small(mesh_box, rng)
     else:
         box = jittered_box(l68, view, rng)
-    return photometric(crop_box(image, box, CROP_SIZE), rng), crop_keypoints(l68, box)
+    return photometric(crop_box(image, box, CROP_SIZE), rng), crop_keypoints(l68, box), box
 
 
 def fit_meshes(images: np.ndarray, views: np.ndarray, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -278,7 +276,7 @@ def build_crops(n: int, seed: int, crops_per_frame: int = 2, progress: bool = Tr
     xs, ys, kps, views = [], [], [], []
     for s in render_samples(n, seed):
         for k in range(crops_per_frame):
-            crop, kp = cut_crop(s.image, s.landmarks68, s.view, None, rng, first=s.box if k == 0 else None)
+            crop, kp, _ = cut_crop(s.image, s.landmarks68, s.view, None, rng, first=s.box if k == 0 else None)
             xs.append(crop)
             kps.append(kp)
             ys.append(s.blendshapes[LOWER_INDEX])

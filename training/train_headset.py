@@ -132,7 +132,7 @@ class Crops:
             view, mesh = VIEWS[int(self.data["views"][i])], self._box("mesh_boxes", i)
             first = (mesh or self._box("boxes", i)) if fixed else None
             rng = np.random.default_rng(int(i)) if fixed else self.rng
-            c, k = cut_crop(self.data["images"][i], self.data["l68"][i], view, mesh, rng, first=first)
+            c, k, _ = cut_crop(self.data["images"][i], self.data["l68"][i], view, mesh, rng, first=first)
             crops.append(c)
             kps.append(k)
         return np.stack(crops), self.targets[idx], np.stack(kps)
@@ -208,42 +208,52 @@ def ridge(a: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
     return np.linalg.solve(a.T @ a + reg, a.T @ y)
 
 
-def fit_mesh_readout(frames: dict[str, np.ndarray], lam: float = 0.3, val_fraction: float = 0.1,
-                     features: int = 1500, gamma: float = 0.3, seed: int = 0) -> tuple[dict, dict]:
+def fit_mesh_readout(frames: dict[str, np.ndarray], **kw) -> tuple[dict, dict]:
     """The ridge readout of the lower-face shapes from the face mesh (``MeshReadout``), fitted on the
     frames the mesh fitted and their mirror images (landmarks mirrored, Left/Right labels swapped):
     (the .npz's arrays, {"val_mean_r", "val_jawOpen_r" on the last ``val_fraction`` of frames, "frames"})."""
-    from avatar_bridge.estimators.lower_face import MESH_POINTS, MeshReadout, mesh_features
+    from avatar_bridge.estimators.lower_face import MESH_POINTS, mesh_features
     from avatar_bridge.tracking.face_landmarks import landmark_mirror_permutation
 
     ok = np.isfinite(frames["meshes"][:, 0, 0])
     meshes = frames["meshes"][ok]
     mirrored = meshes[:, landmark_mirror_permutation()].copy()
     mirrored[..., 0] = 1.0 - mirrored[..., 0]
-    x, xm = mesh_features(meshes), mesh_features(mirrored)
-    y = frames["blendshapes"][ok][:, LOWER_INDEX].astype(np.float64)
-    ym = frames["blendshapes"][ok][:, list(MIRROR_PERMUTATION)][:, LOWER_INDEX].astype(np.float64)
+    arrays, info = fit_readout(mesh_features(meshes), mesh_features(mirrored), frames["blendshapes"][ok], **kw)
+    return arrays | {"points": np.array(MESH_POINTS, np.int32)}, info
+
+
+def fit_readout(x: np.ndarray, x_mirrored: np.ndarray, blendshapes: np.ndarray, lam: float = 0.3,
+                val_fraction: float = 0.1, features: int = 1500, gamma: float = 0.3, seed: int = 0) -> tuple[dict, dict]:
+    """A ``RidgeReadout`` of the lower-face shapes from features ``x`` (N, F) and the mirrored faces'
+    ``x_mirrored`` (their targets: ``blendshapes`` (N, 52) with Left/Right swapped): standardised
+    features and random Fourier features, one ridge solve on every row (scored first on the last
+    ``val_fraction`` of rows, fitted on the rest: "val_mean_r", "val_jawOpen_r")."""
+    y = blendshapes[:, LOWER_INDEX].astype(np.float64)
+    ym = blendshapes[:, list(MIRROR_PERMUTATION)][:, LOWER_INDEX].astype(np.float64)
     mean, std = x.mean(0), x.std(0) + 1e-6
     rng = np.random.default_rng(seed)
     proj = rng.normal(0.0, gamma / np.sqrt(x.shape[1]), (x.shape[1], features))
     phase = rng.uniform(0.0, 2 * np.pi, features)
-    design = lambda f: MeshReadout.design(f, mean, std, proj, phase)  # noqa: E731
+    from avatar_bridge.estimators.lower_face import RidgeReadout
+
+    design = lambda f: RidgeReadout.design(f, mean, std, proj, phase)  # noqa: E731
 
     def solve(rows: np.ndarray) -> np.ndarray:
-        return ridge(np.concatenate([design(x[rows]), design(xm[rows])]), np.concatenate([y[rows], ym[rows]]), lam)
+        return ridge(np.concatenate([design(x[rows]), design(x_mirrored[rows])]),
+                     np.concatenate([y[rows], ym[rows]]), lam)
 
     n_val = int(len(x) * val_fraction)
     info = {"frames": int(len(x))}
-    if n_val:
+    if n_val >= 10:
         w = solve(np.arange(len(x) - n_val))
         pred = np.clip(design(x[-n_val:]) @ w, 0, 1)
         rs = {n: float(np.corrcoef(pred[:, j], y[-n_val:, j])[0, 1]) for j, n in enumerate(LOWER_FACE_SHAPES)
               if y[-n_val:, j].std() > 0.05}
         info |= {"val_mean_r": float(np.mean(list(rs.values()))), "val_jawOpen_r": rs["jawOpen"]}
-    w = solve(np.arange(len(x)))                      # the shipped fit uses every frame
+    w = solve(np.arange(len(x)))                      # the shipped fit uses every row
     arrays = {"shapes": np.array(LOWER_FACE_SHAPES), "mean": mean.astype(np.float32), "std": std.astype(np.float32),
-              "proj": proj.astype(np.float32), "phase": phase.astype(np.float32), "weights": w.astype(np.float32),
-              "points": np.array(MESH_POINTS, np.int32)}
+              "proj": proj.astype(np.float32), "phase": phase.astype(np.float32), "weights": w.astype(np.float32)}
     return arrays, info
 
 

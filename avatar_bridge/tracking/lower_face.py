@@ -22,6 +22,17 @@ MP_OUTER_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405,
 MP_BOX_SIDE = 1.2              # box side / MediaPipe's jaw width (see box_from_landmarks)
 MP_MOUTH_DOWN = 0.4            # the mouth's centre sits this many box sides below the box top
 
+# The Multi-PIE 68 points the lower-face point network places (training/train_lower_points.py): the jaw
+# line (0-16), the nose base (31-35) and the lips (48-67); and, as indices into them, the points the
+# mouth does not move (upper jaw line at both ends, nose base) and the jaw line's two upper ends.
+LOWER_POINTS = np.r_[0:17, 31:36, 48:68]
+# Multi-PIE point k's mirror twin is MIRROR_68[k]; LOWER_POINTS_FLIP[j]: the column of point j's twin.
+MIRROR_68 = np.r_[16:-1:-1, 26:16:-1, 27:31, 35:30:-1, 45:41:-1, 47, 46, 39:35:-1, 41, 40,
+                  54:47:-1, 59:54:-1, 64:59:-1, 67:64:-1]
+LOWER_POINTS_FLIP = np.array([list(LOWER_POINTS).index(MIRROR_68[k]) for k in LOWER_POINTS])
+STILL_POINTS = np.r_[0:4, 13:22]
+JAW_RIGHT_END, JAW_LEFT_END = np.r_[0:4], np.r_[13:17]
+
 CROP_SIZE = 64                 # side of the square crop the lower-face network reads (pixels)
 # The box, in units of the jaw width w at the nose base: side 1.1 w, top 0.1 of the side above the
 # nose base, so the chin stays inside with the jaw wide open.
