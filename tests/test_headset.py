@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from avatar_bridge.arkit import INDEX
 from avatar_bridge.config_file import build
 from avatar_bridge.regions import HEADSET_UNTRACKED
 from avatar_bridge.runtime.daemon import DaemonConfig
@@ -187,3 +188,38 @@ def test_a_file_that_is_no_mesh_readout_is_one_clear_error(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(LowerFaceModelError, match="not a lower-face mesh readout"):
         LowerFaceEstimator(LowerFaceConfig(mesh_readout=str(tmp_path / "junk.npz")))
+
+
+def test_the_point_network_reads_the_mouth_moving_sideways_under_a_visor_with_or_without_a_face_mesh():
+    """mouthLeft / mouthRight, shapes no real clip here shows, come from the point network (v0.3): a
+    mouth pulled to one side reads that side, in the face mesh's box under a visor and with no mesh at
+    all (the lower-face box cut out as a mouth camera's whole frame)."""
+    from avatar_bridge.estimators.lower_face import LowerFaceEstimator
+    from avatar_bridge.tracking.headset import HeadsetTracker, HeadsetTrackerConfig
+    from avatar_bridge.tracking.tracker import TrackerConfig
+    from training.headset_data import paint_headset
+    from training.render import Renderer, default_params
+
+    est = LowerFaceEstimator()
+    identity = np.random.default_rng(8).normal(0, 1, 100).astype(np.float32)
+    left, right = INDEX["mouthLeft"], INDEX["mouthRight"]
+    with Renderer(256, 256) as r:
+        for mouth_camera in (False, True):
+            tracker = HeadsetTracker(HeadsetTrackerConfig(hold_frames=0, mouth_camera=False,
+                                                          tracker=TrackerConfig(static_image_mode=True)))
+            reads = {}
+            for side in ("mouthLeft", "mouthRight", None):
+                res = r.render(default_params(identity=identity, blendshapes={side: 0.9} if side else {}, seed=4))
+                img = paint_headset(res.image, res.landmarks68, np.random.default_rng(1))
+                if mouth_camera:
+                    box = box_from_points(res.landmarks68[2], res.landmarks68[14], res.landmarks68[33])
+                    obs = HeadsetTracker(HeadsetTrackerConfig(mouth_camera=True)).track(
+                        Frame(crop_box(img, box, 128), 0, 0.0, "roi"))
+                else:
+                    obs = tracker.track(Frame(img, 0, 0.0, "visor"))
+                    assert obs is not None and obs.source == "face"
+                reads[side] = est.estimate(obs).blendshapes
+            tracker.close()
+            assert reads["mouthLeft"][left] > reads[None][left] + 0.2, (mouth_camera, reads["mouthLeft"][left], reads[None][left])
+            assert reads["mouthRight"][right] > reads[None][right] + 0.2, (mouth_camera, reads["mouthRight"][right])
+            assert reads["mouthLeft"][right] < reads["mouthRight"][right] - 0.2, mouth_camera

@@ -35,9 +35,10 @@ of each frame (training/headset_data.py's painter, placed from the clean frame's
 seeded visor per clip), then four runs: headset mode on (HeadsetTracker + LowerFaceEstimator + the
 chain, as ``process --headset``) and off (``auto``), on the painted and on the clean frames. Only the
 lower-face events (jaw_open, smile, mouth_pucker) and those detectors' false fires are scored; beside
-them agreement with the peer on every lower-face shape (the peer reads the *clean* frames, so it says
-how much of the unoccluded mouth each run recovers), the frames found, the frames whose state sent
-eyes or brows as tracked, and the mesh-fit share.
+them agreement with the peer on every lower-face shape it moves (the peer reads the *clean* frames, so
+it says how much of the unoccluded mouth each run recovers), the neutral frames on which any other
+lower-face shape (those no clip here shows: ``lower_face.REAL_CHECKED``'s complement) reaches 0.3,
+the frames found, the frames whose state sent eyes or brows as tracked, and the mesh-fit share.
 """
 
 from __future__ import annotations
@@ -427,14 +428,26 @@ def run_off(clip: Clip, smoothing: bool) -> HeadsetRun:
     return HeadsetRun(stack_states(states), count_upper_tracked(states), sum(o is not None for o in clip.observations))
 
 
+REST_LEVEL = 0.3
+
+
+def rest_moved(clips: list[Clip], per_clip: list[np.ndarray], columns: list[int], level: float = REST_LEVEL) -> int:
+    """Labelled neutral frames on which any of ``columns`` reaches ``level`` (a mouth at rest seen moving)."""
+    return int(sum((np.nan_to_num(bs[c.neutral_frames()][:, columns]) >= level).any(1).sum()
+                   for c, bs in zip(clips, per_clip)))
+
+
 def evaluate_headset(clips: list[Clip], seed: int, smoothing: bool = True, progress: bool = True,
                      lower_face_model: str | None = None) -> dict:
     """Each clip with a painted visor: headset mode on, headset mode off (auto); and the clean clip
     with headset mode on and off. Only the lower-face events and false fires are scored."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from avatar_bridge.estimators.lower_face import REAL_CHECKED
     from training.headset_data import LOWER_FACE_SHAPES
     from training.teacher import TasksPeer
+
+    unchecked = [INDEX[n] for n in LOWER_FACE_SHAPES if n not in REAL_CHECKED]
 
     runs: dict[str, list[HeadsetRun]] = {k: [] for k in HEADSET_RUNS}
     peer: list[np.ndarray] = []
@@ -468,6 +481,9 @@ def evaluate_headset(clips: list[Clip], seed: int, smoothing: bool = True, progr
         # Every lower-face shape against the peer on the clean frames: the events score three detectors.
         r = {k: v for k, v in agreement([r.blendshapes for r in per_clip], peer).items() if k in LOWER_FACE_SHAPES}
         entry["r_with_peer"], entry["mean_r_with_peer"] = r, float(np.mean(list(r.values()))) if r else float("nan")
+        # The shapes no real clip here shows (the point network's): a face at rest must not move them.
+        entry["rest_moved"] = rest_moved(clips, [r.blendshapes for r in per_clip], unchecked)
+        entry["unchecked shapes at rest"] = f"{entry['rest_moved']}/{entry['neutral_frames']}"
         entry["found_frames"] = found
         entry["upper_tracked"] = int(sum(r.upper_tracked for r in per_clip))
         entry["mesh_fitted"] = float(sum(r.mesh_fitted for r in per_clip) / sum(len(c.frames) for c in clips))
@@ -490,7 +506,8 @@ def main_headset(a: argparse.Namespace, command: str) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_table(report, title="headset mode on real faces (painted visor), lower-face events", first="run",
-                extra={"eyes/brows sent tracked": "eyes/brows tracked", "mesh fit": "mesh fit"})
+                extra={"eyes/brows sent tracked": "eyes/brows tracked", "mesh fit": "mesh fit",
+                       f"other lower-face shapes >= {REST_LEVEL} at rest": "unchecked shapes at rest"})
     if a.misses:
         for name, e in report["estimators"].items():
             for m in e["misses"]:
@@ -499,7 +516,8 @@ def main_headset(a: argparse.Namespace, command: str) -> int:
     summary = {keys[n]: {k: e[k] for k in ("caught", "events", "hit_rate", "by_type", "false_fire_frames",
                                            "neutral_frames", "found_frames", "upper_tracked")}
                | {"false_fires_by_type": e["false_fires_by_type"], "face_found": round(e["face_found"], 4),
-                  "mesh_fitted": round(e["mesh_fitted"], 4), "mean_r_with_peer": round(e["mean_r_with_peer"], 3)}
+                  "mesh_fitted": round(e["mesh_fitted"], 4), "mean_r_with_peer": round(e["mean_r_with_peer"], 3),
+                     "unchecked_shapes_at_rest": e["rest_moved"]}
                for n, e in report["estimators"].items()}
     print(json.dumps({"real_faces_headset": summary, "seed": a.seed, "smoothing": a.smoothing,
                       "frames": report["frames"], "command": command}))
@@ -557,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"with smoothing, {g['blinks_above_0.8'][1]} without")
     summary = {n: {k: e[k] for k in ("caught", "events", "hit_rate", "by_type", "false_fire_frames",
                                      "neutral_frames") if k in e}
-               | ({"mean_r_with_peer": round(e["mean_r_with_peer"], 3)} if "mean_r_with_peer" in e else {})
+               | ({"mean_r_with_peer": round(e["mean_r_with_peer"], 3),
+                     "unchecked_shapes_at_rest": e["rest_moved"]} if "mean_r_with_peer" in e else {})
                | ({"signal": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e["signal"].items()}}
                   if "signal" in e else {})
                for n, e in report["estimators"].items()}
