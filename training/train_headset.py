@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from avatar_bridge.arkit import ARKIT_BLENDSHAPES, INDEX, MIRROR_PERMUTATION
+from avatar_bridge.arkit import MIRROR_PERMUTATION
 from avatar_bridge.tracking.lower_face import CROP_SIZE, Box
 from training.headset_data import (KEYPOINT_FLIP, KEYPOINTS, LOWER_FACE_SHAPES, LOWER_INDEX, VIEWS,
                                    build_crops, cut_crop)
@@ -118,7 +118,8 @@ class Crops:
     def __len__(self) -> int:
         return len(self.targets)
 
-    def _box(self, key: str, i: int) -> Box | None:
+    def box(self, key: str, i: int) -> Box | None:
+        """Frame ``i``'s box under ``key`` ("boxes", "mesh_boxes"), None where there is none."""
         b = self.data[key][i]
         return None if not np.isfinite(b[0]) else Box(*(float(v) for v in b))
 
@@ -129,8 +130,8 @@ class Crops:
             return self.data["crops"][idx], self.targets[idx], self.data["keypoints"][idx]
         crops, kps = [], []
         for i in idx:
-            view, mesh = VIEWS[int(self.data["views"][i])], self._box("mesh_boxes", i)
-            first = (mesh or self._box("boxes", i)) if fixed else None
+            view, mesh = VIEWS[int(self.data["views"][i])], self.box("mesh_boxes", i)
+            first = (mesh or self.box("boxes", i)) if fixed else None
             rng = np.random.default_rng(int(i)) if fixed else self.rng
             c, k, _ = cut_crop(self.data["images"][i], self.data["l68"][i], view, mesh, rng, first=first)
             crops.append(c)

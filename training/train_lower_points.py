@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from avatar_bridge.tracking.lower_face import CROP_SIZE, Box
+from avatar_bridge.tracking.lower_face import CROP_SIZE
 from training.headset_data import KEYPOINT_FLIP, KEYPOINTS
 from training.train_headset import Crops, _block, _tensor, fit_readout
 
@@ -139,10 +139,10 @@ def readout_rows(model: LowerPointsNet, data: dict[str, np.ndarray], idx: np.nda
     from training.headset_data import VIEWS, cut_crop
 
     rng = np.random.default_rng(seed)
+    source = Crops(data, rng)
     crops, boxes, rows = [], [], []
     for i in idx:
-        mesh = data["mesh_boxes"][i] if "mesh_boxes" in data else np.full(4, np.nan)
-        mesh = Box(*(float(v) for v in mesh)) if np.isfinite(mesh[0]) else None
+        mesh = source.box("mesh_boxes", i)
         for _ in range(crops_per_frame):
             c, _, box = cut_crop(data["images"][i], data["l68"][i], VIEWS[int(data["views"][i])], mesh, rng)
             crops.append(c)
