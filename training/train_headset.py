@@ -277,16 +277,21 @@ def evaluate(model: LowerFaceNet, crops: np.ndarray, targets: np.ndarray) -> dic
 
 def export(model: LowerFaceNet, path: Path, info: dict) -> Path:
     """ONNX (opset 17, dynamic batch) with the output shape names and the run's summary as metadata."""
+    return export_crop_model(Clamped(model), path, "lower_face",
+                             {"shapes": json.dumps(list(LOWER_FACE_SHAPES)), "training": json.dumps(info)})
+
+
+def export_crop_model(module: nn.Module, path: Path, output: str, metadata: dict[str, str]) -> Path:
+    """A lower-face crop model to ONNX (opset 17, dynamic batch, input ``crop``: RGB / 255, NCHW,
+    CROP_SIZE square) with ``metadata`` and the crop size as metadata."""
     import onnx
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    dummy = torch.zeros(1, 3, CROP_SIZE, CROP_SIZE)
-    torch.onnx.export(Clamped(model).eval(), dummy, str(path), input_names=["crop"], output_names=["lower_face"],
-                      dynamic_axes={"crop": {0: "batch"}, "lower_face": {0: "batch"}}, opset_version=17,
-                      dynamo=False, do_constant_folding=True)
+    torch.onnx.export(module.eval(), torch.zeros(1, 3, CROP_SIZE, CROP_SIZE), str(path), input_names=["crop"],
+                      output_names=[output], dynamic_axes={"crop": {0: "batch"}, output: {0: "batch"}},
+                      opset_version=17, dynamo=False, do_constant_folding=True)
     m = onnx.load(str(path))
-    for key, value in {"shapes": json.dumps(list(LOWER_FACE_SHAPES)), "crop_size": str(CROP_SIZE),
-                       "input": "RGB uint8 crop / 255, NCHW", "training": json.dumps(info)}.items():
+    for key, value in {"crop_size": str(CROP_SIZE), "input": "RGB uint8 crop / 255, NCHW", **metadata}.items():
         entry = m.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(m, str(path))

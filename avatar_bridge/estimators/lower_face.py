@@ -1,17 +1,19 @@
-"""Lower-face estimator of headset mode: a small CNN on the lower-face crop (onnxruntime + numpy),
-and the full-face landmarks estimator on the mesh wherever MediaPipe still fits it under the visor.
+"""Lower-face estimator of headset mode (onnxruntime + numpy): two small networks on the lower-face
+crop, and the full-face landmarks estimator on the mesh wherever MediaPipe still fits it under the visor.
 
-Two readers because each fails where the other works. The crop network needs no fit at all (a user
-ROI or a mouth camera's frame does, and the crop is the only input that still carries the lips),
-but trained on renders it reads little beyond jawOpen on real faces. Where the mesh fits (99 % of
-real frames with a painted visor), the distilled landmarks network reads real smiles, puckers and
-speech-sized jaw opens that the crop network misses; jawOpen takes the larger of the two
-(``LowerFaceConfig.mesh_estimator``), and a readout fitted on renders' meshes (``MeshReadout``) is
-averaged into the lip-protrusion shapes, which the landmarks network over-reads on full lips at
-rest. The numbers behind each choice are in docs/model_card.md. The crop network is
-trained on ICT-FaceKit renders with painted headsets (training/train_headset.py). Eyes, gaze and
-brows are marked untracked and left at 0; the head pose is PnP's when the mesh fitted, else
-untracked (an HMD gives a better one, engine_plugins/openvr/).
+Several readers because each fails where another works. The crop networks need no fit at all (a
+user ROI or a mouth camera's frame does, and the crop is the only input that still carries the lips):
+the point network places 42 jaw, nose-base and lip points (``LowerPointsNetwork``) and a ridge
+readout reads the shapes from them (``PointReadout``), the best reader on renders; the crop network
+reads the shapes straight from the pixels. Trained on renders, both read real mouths weakly (the
+points follow a real smile at a third of its size). Where the mesh fits (99 % of real frames with a
+painted visor), the distilled landmarks network reads real smiles, puckers and speech-sized jaw opens.
+So the shapes the real-face dev set can check (``REAL_CHECKED``) take the landmarks estimator where
+the mesh fits (jawOpen the larger of it and the crop network's; lip protrusion averaged with
+``MeshReadout``, fitted on renders' meshes, as the landmarks network over-reads full lips at rest),
+else the crop network; every other lower-face shape comes from the points. The numbers behind each
+choice are in docs/model_card.md. Eyes, gaze and brows are marked untracked and left at 0; the head
+pose is PnP's when the mesh fitted, else untracked (an HMD gives a better one, engine_plugins/openvr/).
 """
 
 from __future__ import annotations
@@ -155,8 +157,8 @@ class PointReadout(RidgeReadout):
 
 class LowerPointsNetwork:
     """The point network (training/train_lower_points.py): the lower-face crop -> ``LOWER_POINTS`` in
-    frame pixels. Also runs the mirrored crop and averages the two (the twin points swapped back), which
-    halves the net's left/right bias."""
+    frame pixels. Also runs the mirrored crop and averages the two (the twin points swapped back), so a
+    face and its mirror image get mirror-image points and a left and a right smile read alike."""
 
     def __init__(self, path: str | Path, threads: int = 1, mirror_average: bool = True) -> None:
         path = Path(path)
